@@ -1,0 +1,6 @@
+//! The ACME protocol (RFC 8555): wire types, JWS, the transport and the state machine.
+
+pub mod client;
+pub mod jws;
+pub mod machine;
+pub mod types;

@@ -1,0 +1,196 @@
+//! Challenge state shared by the ACME machine (which presents and cleans up) and the DNS and
+//! http-01 servers (which read). One source of truth behind a cheap `Clone` handle.
+
+pub mod dns;
+pub mod http;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// The challenge types acme-client can answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeKind {
+    /// RFC 8555 §8.3.
+    Http01,
+    /// RFC 8555 §8.4.
+    Dns01,
+}
+
+impl ChallengeKind {
+    /// The challenge `type` string in ACME objects.
+    pub fn acme_type(self) -> &'static str {
+        match self {
+            ChallengeKind::Http01 => "http-01",
+            ChallengeKind::Dns01 => "dns-01",
+        }
+    }
+
+    /// What must be published to prove control of `identifier` (the authorization's identifier,
+    /// without any `*.`), given the key authorization for the challenge token.
+    pub fn publication(
+        self,
+        identifier: &str,
+        token: &str,
+        key_authorization: &str,
+    ) -> Publication {
+        match self {
+            ChallengeKind::Http01 => Publication::Http {
+                token: token.to_owned(),
+                key_authorization: key_authorization.to_owned(),
+            },
+            ChallengeKind::Dns01 => Publication::Dns {
+                name: dns_challenge_name(identifier),
+                value: crate::acme::jws::dns01_value(key_authorization),
+            },
+        }
+    }
+}
+
+/// The owner name of the dns-01 TXT record for `identifier` (RFC 8555 §8.4), lowercase, no final dot.
+pub fn dns_challenge_name(identifier: &str) -> String {
+    format!(
+        "_acme-challenge.{}",
+        identifier.trim_end_matches('.').to_ascii_lowercase()
+    )
+}
+
+/// One answer to publish for the duration of a challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Publication {
+    /// Served at `/.well-known/acme-challenge/<token>`.
+    Http {
+        token: String,
+        key_authorization: String,
+    },
+    /// One TXT value at `name`; a name and its wildcard share a name, so values accumulate.
+    Dns { name: String, value: String },
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    http: HashMap<String, String>,
+    dns: HashMap<String, Vec<String>>,
+}
+
+/// The shared challenge table. A std `RwLock` is right here: every access is a short map
+/// operation and no guard is ever held across an `.await` (callers never see a guard).
+#[derive(Debug, Clone, Default)]
+pub struct ChallengeStore {
+    tables: Arc<RwLock<Tables>>,
+}
+
+impl ChallengeStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Publishes an answer. Returns a guard that removes it again when dropped, so a failed or
+    /// cancelled authorization never leaves stale answers behind.
+    pub fn present(&self, publication: Publication) -> Presented {
+        {
+            let mut t = self.write();
+            match &publication {
+                Publication::Http {
+                    token,
+                    key_authorization,
+                } => {
+                    t.http.insert(token.clone(), key_authorization.clone());
+                }
+                Publication::Dns { name, value } => {
+                    let values = t.dns.entry(name.clone()).or_default();
+                    if !values.contains(value) {
+                        values.push(value.clone());
+                    }
+                }
+            }
+        }
+        Presented {
+            store: self.clone(),
+            publication,
+        }
+    }
+
+    fn clean_up(&self, publication: &Publication) {
+        let mut t = self.write();
+        match publication {
+            Publication::Http { token, .. } => {
+                t.http.remove(token);
+            }
+            Publication::Dns { name, value } => {
+                if let Some(values) = t.dns.get_mut(name) {
+                    values.retain(|v| v != value);
+                    if values.is_empty() {
+                        t.dns.remove(name);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The key authorization published for an http-01 token.
+    pub fn http_key_authorization(&self, token: &str) -> Option<String> {
+        self.read().http.get(token).cloned()
+    }
+
+    /// Every dns-01 value published at `name` (lowercase, no final dot).
+    pub fn dns_txt(&self, name: &str) -> Vec<String> {
+        self.read().dns.get(name).cloned().unwrap_or_default()
+    }
+
+    // A panic while holding the lock cannot leave the maps half-updated (each update is a single
+    // map operation), so a poisoned lock is safe to keep using.
+    fn read(&self) -> RwLockReadGuard<'_, Tables> {
+        self.tables.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Tables> {
+        self.tables.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A published answer; dropping it cleans it up.
+#[derive(Debug)]
+pub struct Presented {
+    store: ChallengeStore,
+    publication: Publication,
+}
+
+impl Drop for Presented {
+    fn drop(&mut self) {
+        self.store.clean_up(&self.publication);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_and_its_wildcard_share_one_txt_name() {
+        let store = ChallengeStore::new();
+        let a = ChallengeKind::Dns01.publication("Example.test", "t1", "t1.thumb");
+        let b = ChallengeKind::Dns01.publication("example.test", "t2", "t2.thumb");
+        let ga = store.present(a);
+        let gb = store.present(b);
+        let values = store.dns_txt("_acme-challenge.example.test");
+        assert_eq!(values.len(), 2);
+        drop(ga);
+        assert_eq!(store.dns_txt("_acme-challenge.example.test").len(), 1);
+        drop(gb);
+        assert!(store.dns_txt("_acme-challenge.example.test").is_empty());
+    }
+
+    #[test]
+    fn http_answer_lives_as_long_as_its_guard() {
+        let store = ChallengeStore::new();
+        let guard = store.present(ChallengeKind::Http01.publication("x.test", "tok", "tok.thumb"));
+        assert_eq!(
+            store.http_key_authorization("tok").as_deref(),
+            Some("tok.thumb")
+        );
+        assert_eq!(store.http_key_authorization("other"), None);
+        drop(guard);
+        assert_eq!(store.http_key_authorization("tok"), None);
+    }
+}

@@ -1,0 +1,153 @@
+//! The one error type of the crate, and the exit code each kind of failure maps to.
+//!
+//! ACME failures keep the CA's RFC 7807 problem document intact so the message a user sees carries
+//! its type, detail and subproblems.
+
+use std::path::PathBuf;
+
+use crate::acme::types::Problem;
+
+/// Exit codes, documented in README.md.
+pub mod exit {
+    /// The certificate was obtained (and served until shutdown, or written with `--no-serve`).
+    pub const OK: u8 = 0;
+    /// A local failure: files, keys, or an unexpected internal error.
+    pub const LOCAL: u8 = 1;
+    /// The command line was refused before any network traffic.
+    pub const USAGE: u8 = 2;
+    /// The ACME server could not be reached, or its TLS certificate is not trusted.
+    pub const CONNECT: u8 = 3;
+    /// The CA refused: a problem document, an invalid authorization or order, or a malformed answer.
+    pub const CA: u8 = 4;
+    /// `--timeout` ran out before the certificate was obtained.
+    pub const TIMEOUT: u8 = 5;
+    /// A listening port could not be bound.
+    pub const BIND: u8 = 6;
+    /// Shut down (signal or `GET /shutdown`) before the certificate was obtained.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// Everything that can stop a run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A command-line value that cannot work; refused before any network traffic.
+    #[error("{0}")]
+    Usage(String),
+
+    /// A listener could not be bound.
+    #[error(
+        "cannot listen on {proto} {addr} ({what}): {source}; free the port or choose another with {flag}"
+    )]
+    Bind {
+        what: &'static str,
+        proto: &'static str,
+        addr: std::net::SocketAddr,
+        flag: &'static str,
+        source: std::io::Error,
+    },
+
+    /// The ACME server's TLS certificate did not verify. Never retried.
+    #[error(
+        "the ACME server's TLS certificate at {url} is not trusted {by}: {detail}; pass the CA that signed it with --ca-bundle FILE"
+    )]
+    Trust {
+        url: String,
+        by: String,
+        detail: String,
+    },
+
+    /// The ACME server could not be reached (after a few quick attempts).
+    #[error(
+        "cannot reach the ACME server at {url}: {detail}; check --dir and that the CA is running"
+    )]
+    Connect { url: String, detail: String },
+
+    /// The CA answered with an RFC 7807 problem document (RFC 8555 §6.7).
+    #[error("the CA refused: {problem}")]
+    Acme { problem: Problem },
+
+    /// An authorization or order the CA declared invalid (RFC 8555 §7.1.6).
+    #[error("{what} is invalid: {problem}")]
+    Invalid { what: String, problem: Problem },
+
+    /// An answer from the CA that does not follow RFC 8555 (bad JSON, missing header, not PEM).
+    #[error("unexpected answer from the CA at {url}: {detail}")]
+    Protocol { url: String, detail: String },
+
+    /// The overall deadline (`--timeout`) ran out.
+    #[error(
+        "gave up after {secs} s (--timeout) while {step}; the CA did not finish in time, try a larger --timeout"
+    )]
+    Timeout { secs: u64, step: &'static str },
+
+    /// Shutdown was requested before the certificate was obtained.
+    #[error("shut down before the certificate was obtained")]
+    Interrupted,
+
+    /// A file or directory operation failed.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    /// A failure inside one step of the ACME exchange.
+    #[error("{step}: {source}")]
+    Step {
+        step: &'static str,
+        source: Box<Error>,
+    },
+
+    /// Anything else local (key generation, TLS configuration, a server task).
+    #[error("{0}")]
+    Local(String),
+}
+
+impl Error {
+    /// The process exit code for this error (see [`exit`]).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => exit::USAGE,
+            Error::Bind { .. } => exit::BIND,
+            Error::Trust { .. } | Error::Connect { .. } => exit::CONNECT,
+            Error::Acme { .. } | Error::Invalid { .. } | Error::Protocol { .. } => exit::CA,
+            Error::Timeout { .. } => exit::TIMEOUT,
+            Error::Interrupted => exit::INTERRUPTED,
+            Error::Io { .. } | Error::Local(_) => exit::LOCAL,
+            Error::Step { source, .. } => source.exit_code(),
+        }
+    }
+
+    /// Wraps the error with the ACME step it happened in (a timeout already names its step).
+    pub fn during(self, step: &'static str) -> Error {
+        match self {
+            e @ (Error::Timeout { .. } | Error::Step { .. } | Error::Interrupted) => e,
+            e => Error::Step {
+                step,
+                source: Box::new(e),
+            },
+        }
+    }
+
+    /// Whether this is the CA's `badNonce` problem (RFC 8555 §6.5), which is always retried.
+    pub fn is_bad_nonce(&self) -> bool {
+        matches!(self, Error::Acme { problem } if problem.is_type("badNonce"))
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Shorthand for an [`Error::Io`] mapper: `.map_err(io_err("write", &path))`.
+pub fn io_err(
+    action: &'static str,
+    path: &std::path::Path,
+) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Io {
+        action,
+        path,
+        source,
+    }
+}

@@ -1,0 +1,72 @@
+//! The `acme-client` binary: parse the command line, set up logging, run, and turn the outcome
+//! into one clear message and an exit code (documented in README.md).
+
+use std::process::ExitCode;
+
+use acme_client::cli::Cli;
+use acme_client::error::exit;
+use clap::Parser as _;
+use clap::error::ErrorKind;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    acme_client::install_crypto_provider();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!(
+                "acme-client: {} (see acme-client --help)",
+                one_line(&e.to_string())
+            );
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(cli.log_filter()));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let config = match cli.validate() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("acme-client: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("acme-client: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::LOCAL);
+        }
+    };
+    match runtime.block_on(acme_client::app::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("acme-client: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Folds clap's multi-line message into one line, without its usage and help hints.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_start_matches("error: ")
+        .to_owned()
+}

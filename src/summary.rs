@@ -1,0 +1,113 @@
+//! The report printed on stdout once the certificate is obtained: a few human lines, or one JSON
+//! object with `--json` for scripts.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::acme::client::RequestLog;
+use crate::acme::machine::{Outcome, StepTiming};
+use crate::cert::Files;
+
+/// Everything a script may want to know about the run.
+#[derive(Debug, Serialize)]
+pub struct Summary<'a> {
+    pub names: &'a [String],
+    pub challenge: &'static str,
+    pub serial: &'a str,
+    pub issuer: &'a str,
+    pub not_before: &'a str,
+    pub not_after: &'a str,
+    pub revoked: bool,
+    pub files: &'a Files,
+    pub account_url: &'a str,
+    pub order_url: &'a str,
+    pub certificate_url: &'a str,
+    pub terms_of_service: Option<&'a str>,
+    pub reused_authorizations: usize,
+    /// Where the certificate is served, when it is.
+    pub https: Option<SocketAddr>,
+    pub shutdown: Option<SocketAddr>,
+    pub timings: Timings<'a>,
+}
+
+/// Where the time went.
+#[derive(Debug, Serialize)]
+pub struct Timings<'a> {
+    /// From process start to the certificate being written.
+    pub total_ms: f64,
+    pub steps: &'a [StepTiming],
+    pub requests: &'a [RequestLog],
+}
+
+impl<'a> Summary<'a> {
+    /// Builds the summary of `outcome`.
+    pub fn new(
+        outcome: &'a Outcome,
+        challenge: &'static str,
+        files: &'a Files,
+        elapsed: Duration,
+        https: Option<SocketAddr>,
+        shutdown: Option<SocketAddr>,
+    ) -> Self {
+        let info = &outcome.issued.info;
+        Summary {
+            names: &info.names,
+            challenge,
+            serial: &info.serial,
+            issuer: &info.issuer,
+            not_before: &info.not_before,
+            not_after: &info.not_after,
+            revoked: outcome.revoked,
+            files,
+            account_url: &outcome.account_url,
+            order_url: &outcome.order_url,
+            certificate_url: &outcome.certificate_url,
+            terms_of_service: outcome.terms_of_service.as_deref(),
+            reused_authorizations: outcome.reused_authorizations,
+            https,
+            shutdown,
+            timings: Timings {
+                total_ms: elapsed.as_secs_f64() * 1000.0,
+                steps: &outcome.steps,
+                requests: &outcome.requests,
+            },
+        }
+    }
+
+    /// One line of JSON.
+    pub fn json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!(r#"{{"error":"{e}"}}"#))
+    }
+
+    /// A few aligned lines for a terminal.
+    pub fn human(&self) -> String {
+        let mut out = format!(
+            "certificate for {}\n  serial    {}\n  issuer    {}\n  valid     {} to {}\n  files     {}, {}, {}, {}\n",
+            self.names.join(", "),
+            self.serial,
+            self.issuer,
+            self.not_before,
+            self.not_after,
+            self.files.fullchain.display(),
+            self.files.cert.display(),
+            self.files.chain.display(),
+            self.files.key.display(),
+        );
+        if self.revoked {
+            out.push_str("  revoked   yes\n");
+        }
+        out.push_str(&format!(
+            "  obtained  in {:.2} s, {} requests to the CA\n",
+            self.timings.total_ms / 1000.0,
+            self.timings.requests.len()
+        ));
+        if let (Some(https), Some(shutdown)) = (self.https, self.shutdown) {
+            out.push_str(&format!(
+                "serving it on https://{https}/ until GET http://{shutdown}/shutdown, SIGINT or SIGTERM\n"
+            ));
+        }
+        out
+    }
+}
