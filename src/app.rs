@@ -77,7 +77,9 @@ pub async fn run(config: Config) -> Result<()> {
                         https_addr,
                         shutdown_addr,
                     );
-                    info!(addr = ?https_addr, "serving the certificate");
+                    if let Some(addr) = https_addr {
+                        info!(%addr, "serving the certificate");
+                    }
                     cancel.cancelled().await;
                     Ok(())
                 }

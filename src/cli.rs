@@ -41,7 +41,12 @@ pub struct Cli {
     pub record: Ipv4Addr,
 
     /// A name for the certificate (repeatable, 1 to 100; *.NAME only with dns01)
-    #[arg(long = "domain", value_name = "NAME", required = true)]
+    #[arg(
+        long = "domain",
+        value_name = "NAME",
+        required = true,
+        allow_hyphen_values = true
+    )]
     pub domains: Vec<String>,
 
     /// Revoke the certificate right after obtaining it (it is still served)

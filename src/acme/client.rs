@@ -410,10 +410,14 @@ fn find_rustls_error<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a rustls::
         if let Some(tls) = err.downcast_ref::<rustls::Error>() {
             return Some(tls);
         }
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
+        // io::Error::source() skips the error it wraps (and TLS errors arrive as an io::Error
+        // inside an io::Error), so step into the wrapped error instead.
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
         {
-            return Some(tls);
+            current = Some(inner);
+            continue;
         }
         current = err.source();
     }

@@ -1,0 +1,420 @@
+//! Test harness: a real Pebble per test on ports of its own, the real acme-client binary, and
+//! guards that kill and wait on drop. Waits poll with deadlines; nothing sleeps and hopes.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const RECORD: &str = "127.0.0.1";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The CA that signed Pebble's listener certificate (pebble/certs/make.sh).
+pub fn pebble_ca() -> PathBuf {
+    repo().join("pebble/certs/ca.pem")
+}
+
+/// A port free for TCP and UDP on 127.0.0.1, below the ephemeral range so that outgoing
+/// connections never take it between the check and the bind. Each test process walks its own
+/// slice of the range.
+pub fn free_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20000 + (std::process::id() % 400) as u16 * 30,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..2000 {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = if port >= 32000 {
+            20000 + port % 12000
+        } else {
+            port
+        };
+        let tcp = TcpListener::bind(("127.0.0.1", port));
+        let udp = UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port found in 20000..32000");
+}
+
+/// Whether something still listens on TCP `port` of 127.0.0.1.
+pub fn tcp_in_use(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_err()
+}
+
+/// Whether UDP `port` of 127.0.0.1 is still bound.
+pub fn udp_in_use(port: u16) -> bool {
+    UdpSocket::bind(("127.0.0.1", port)).is_err()
+}
+
+fn pebble_bin() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("pebble"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "Pebble is not installed, and the end-to-end tests need it: \
+                 run `apt-get install -y pebble` (Debian), or pebble/start, which installs it"
+            )
+        })
+}
+
+/// A running Pebble with its own config and ports; killed and waited for on drop.
+pub struct Pebble {
+    child: Child,
+    dir: tempfile::TempDir,
+    pub acme_port: u16,
+    pub mgmt_port: u16,
+    /// Where Pebble validates http-01 (the client's --http-port).
+    pub http_port: u16,
+    /// The DNS server Pebble asks (the client's --dns-port).
+    pub dns_port: u16,
+}
+
+impl Pebble {
+    /// Starts Pebble with `PEBBLE_VA_NOSLEEP=1` plus `env`, and waits until its directory answers.
+    pub async fn start(env: &[(&str, &str)]) -> Pebble {
+        Self::start_with_cert(
+            env,
+            &repo().join("pebble/certs/localhost.pem"),
+            &repo().join("pebble/certs/localhost.key.pem"),
+        )
+        .await
+    }
+
+    /// Like [`Pebble::start`], with another TLS certificate for Pebble's own listener.
+    pub async fn start_with_cert(env: &[(&str, &str)], cert: &Path, key: &Path) -> Pebble {
+        let bin = pebble_bin();
+        let dir = tempfile::tempdir().unwrap();
+        let (acme_port, mgmt_port, http_port, tls_port, dns_port) = (
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+        );
+        let config = serde_json::json!({"pebble": {
+            "listenAddress": format!("127.0.0.1:{acme_port}"),
+            "managementListenAddress": format!("127.0.0.1:{mgmt_port}"),
+            "certificate": cert,
+            "privateKey": key,
+            "httpPort": http_port,
+            "tlsPort": tls_port,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": false,
+        }});
+        let config_path = dir.path().join("pebble-config.json");
+        std::fs::write(&config_path, config.to_string()).unwrap();
+        let log = std::fs::File::create(dir.path().join("pebble.log")).unwrap();
+        let mut cmd = Command::new(bin);
+        cmd.arg("-config")
+            .arg(&config_path)
+            .arg("-dnsserver")
+            .arg(format!("127.0.0.1:{dns_port}"))
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("cannot start pebble");
+        let mut pebble = Pebble {
+            child,
+            dir,
+            acme_port,
+            mgmt_port,
+            http_port,
+            dns_port,
+        };
+        pebble.wait_ready().await;
+        pebble
+    }
+
+    async fn wait_ready(&mut self) {
+        // Readiness = the TCP listener accepts. (A TLS probe would need Pebble's own CA, which a
+        // test of an untrusted listener deliberately lacks.)
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("pebble exited with {status}:\n{}", self.log());
+            }
+            let acme = tokio::net::TcpStream::connect(("127.0.0.1", self.acme_port)).await;
+            let mgmt = tokio::net::TcpStream::connect(("127.0.0.1", self.mgmt_port)).await;
+            if acme.is_ok() && mgmt.is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pebble did not start:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn dir_url(&self) -> String {
+        format!("https://127.0.0.1:{}/dir", self.acme_port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()
+    }
+
+    /// GET on the management API (served with the same listener certificate).
+    pub async fn mgmt(&self, path: &str) -> String {
+        let http = reqwest::Client::builder()
+            .tls_certs_only(vec![
+                reqwest::Certificate::from_pem(&std::fs::read(pebble_ca()).unwrap()).unwrap(),
+            ])
+            .no_proxy()
+            .build()
+            .unwrap();
+        let url = format!("https://127.0.0.1:{}{path}", self.mgmt_port);
+        let resp = http.get(&url).send().await.unwrap();
+        assert!(resp.status().is_success(), "{url}: {}", resp.status());
+        resp.text().await.unwrap()
+    }
+
+    /// Pebble's root (regenerated at every start).
+    pub async fn root(&self) -> CertificateDer<'static> {
+        let pem = self.mgmt("/roots/0").await;
+        CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The acme-client binary running in the background, its output collected as it comes.
+pub struct Client {
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    pub https_port: u16,
+    pub shutdown_port: u16,
+    pub out: tempfile::TempDir,
+}
+
+fn collect(stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let buf = Arc::new(Mutex::new(String::new()));
+    let sink = buf.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            let mut b = sink.lock().unwrap();
+            b.push_str(&line);
+            b.push('\n');
+        }
+    });
+    buf
+}
+
+impl Client {
+    /// Runs `acme-client <challenge> --dir .. --ca-bundle .. --record .. --domain ..` against
+    /// `pebble` on its ports, plus `extra` arguments.
+    pub fn start(pebble: &Pebble, challenge: &str, names: &[&str], extra: &[&str]) -> Client {
+        let mut args: Vec<String> = vec![
+            challenge.into(),
+            "--dir".into(),
+            pebble.dir_url(),
+            "--ca-bundle".into(),
+            pebble_ca().display().to_string(),
+            "--record".into(),
+            RECORD.into(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--dns-port".into(),
+            pebble.dns_port.to_string(),
+            "--http-port".into(),
+            pebble.http_port.to_string(),
+        ];
+        for name in names {
+            args.push("--domain".into());
+            args.push((*name).into());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::spawn(&args)
+    }
+
+    /// Runs the binary with exactly `args` (plus its own --out, --https-port, --shutdown-port).
+    pub fn spawn(args: &[String]) -> Client {
+        let out = tempfile::tempdir().unwrap();
+        let (https_port, shutdown_port) = (free_port(), free_port());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_acme-client"))
+            .args(args)
+            .arg("--out")
+            .arg(out.path())
+            .arg("--https-port")
+            .arg(https_port.to_string())
+            .arg("--shutdown-port")
+            .arg(shutdown_port.to_string())
+            .env("RUST_LOG", "acme_client=debug,warn")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = collect(child.stdout.take().unwrap());
+        let stderr = collect(child.stderr.take().unwrap());
+        Client {
+            child,
+            stdout,
+            stderr,
+            https_port,
+            shutdown_port,
+            out,
+        }
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until the process exits, at most `limit`.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader threads drain the pipes.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until the certificate is served (the summary is on stdout), or the process exits.
+    pub async fn wait_serving(&mut self, pebble: &Pebble) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if self.stderr().contains("serving the certificate") {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "acme-client exited with {status} before serving\n--- stderr\n{}\n--- pebble\n{}",
+                    self.stderr(),
+                    pebble.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not serving after 60 s:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the HTTPS port served.
+pub struct Served {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub body: String,
+}
+
+/// Connects to the HTTPS port as `server_name`, verifying the served chain against `root` only
+/// (so the intermediate must be served), and fetches `GET /`.
+pub async fn fetch_served(port: u16, server_name: &str, root: CertificateDer<'static>) -> Served {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root).unwrap();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .unwrap();
+    let name = ServerName::try_from(server_name.to_owned()).unwrap();
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .unwrap_or_else(|e| panic!("TLS to the served certificate as {server_name} failed: {e}"));
+    let chain = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .unwrap()
+        .iter()
+        .map(|c| c.clone().into_owned())
+        .collect();
+    tls.write_all(
+        format!("GET / HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut body = String::new();
+    let _ = tls.read_to_string(&mut body).await;
+    Served { chain, body }
+}
+
+/// DNS and IP names in a certificate's SAN extension.
+pub fn san_names(der: &[u8]) -> Vec<String> {
+    use x509_parser::prelude::*;
+    let (_, cert) = X509Certificate::from_der(der).unwrap();
+    let san = cert.subject_alternative_name().unwrap().unwrap();
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some(d.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The serial of a certificate as Pebble's management API spells it.
+pub fn serial_hex(der: &[u8]) -> String {
+    use x509_parser::prelude::*;
+    let (_, cert) = X509Certificate::from_der(der).unwrap();
+    cert.tbs_certificate.serial.to_str_radix(16)
+}
+
+/// Plain HTTP GET on 127.0.0.1:`port`, returning the status line and body.
+pub async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    tcp.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).await?;
+    Ok(text)
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: the real acme-client binary against a real Pebble that each test starts on
+//! ports of its own, so tests run in parallel. Pebble missing is a failure, never a skip.
+
+mod harness;
+mod issue;
+mod lifecycle;
+mod usage;

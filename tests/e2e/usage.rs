@@ -1,0 +1,191 @@
+//! Usage errors: exit 2, one clear line on stderr, no panic, and no network traffic at all
+//! (a listener stands at the --dir address and must see no connection).
+
+use std::net::TcpListener;
+use std::process::Command;
+
+use crate::harness::*;
+
+fn run(args: &[&str]) -> (Option<i32>, String, usize) {
+    let trap = TcpListener::bind("127.0.0.1:0").unwrap();
+    trap.set_nonblocking(true).unwrap();
+    let dir = format!(
+        "https://127.0.0.1:{}/dir",
+        trap.local_addr().unwrap().port()
+    );
+    let args: Vec<String> = args.iter().map(|a| a.replace("DIR", &dir)).collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_acme-client"))
+        .args(&args)
+        .env_remove("ACME_DIR")
+        .env_remove("ACME_CA_BUNDLE")
+        .output()
+        .unwrap();
+    let mut connections = 0;
+    while trap.accept().is_ok() {
+        connections += 1;
+    }
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        connections,
+    )
+}
+
+fn refused(args: &[&str], expect: &str) {
+    let (code, stderr, connections) = run(args);
+    assert_eq!(code, Some(2), "{args:?}: {stderr}");
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "{args:?}: one line expected, got:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(expect),
+        "{args:?}: {stderr:?} should mention {expect:?}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        connections, 0,
+        "{args:?}: a usage error must not touch the network"
+    );
+}
+
+const OK: [&str; 4] = ["--dir", "DIR", "--record", "127.0.0.1"];
+
+fn with(challenge: &str, more: &[&'static str]) -> Vec<&'static str> {
+    let challenge: &'static str = Box::leak(challenge.to_owned().into_boxed_str());
+    let mut v = vec![challenge];
+    v.extend(OK);
+    v.extend(more);
+    v
+}
+
+#[test]
+fn unknown_challenge() {
+    refused(
+        &with("tls99", &["--domain", "a.test"]),
+        "invalid value 'tls99'",
+    );
+}
+
+#[test]
+fn no_domain() {
+    refused(&with("http01", &[]), "--domain <NAME>");
+}
+
+#[test]
+fn no_dir() {
+    refused(
+        &["http01", "--record", "127.0.0.1", "--domain", "a.test"],
+        "--dir <URL>",
+    );
+}
+
+#[test]
+fn record_not_ipv4() {
+    for bad in ["300.1.2.3", "::1", "example.test", ""] {
+        refused(
+            &[
+                "http01", "--dir", "DIR", "--record", bad, "--domain", "a.test",
+            ],
+            "--record <IPv4>",
+        );
+    }
+}
+
+#[test]
+fn invalid_names() {
+    for (name, why) in [
+        ("under_score.test", "'_'"),
+        ("localhost", "single label"),
+        ("a..test", "empty label"),
+        ("10.0.0.1", "IP address"),
+        ("-x.test", "hyphen"),
+    ] {
+        refused(&with("dns01", &["--domain", name]), why);
+    }
+}
+
+#[test]
+fn wildcard_with_http01() {
+    refused(
+        &with("http01", &["--domain", "*.example.test"]),
+        "only dns01",
+    );
+}
+
+#[test]
+fn dir_not_https() {
+    refused(
+        &[
+            "http01",
+            "--dir",
+            "http://127.0.0.1:14000/dir",
+            "--record",
+            "127.0.0.1",
+            "--domain",
+            "a.test",
+        ],
+        "must be an https:// URL",
+    );
+}
+
+#[test]
+fn ca_bundle_missing_or_not_pem() {
+    refused(
+        &with(
+            "http01",
+            &["--domain", "a.test", "--ca-bundle", "/nonexistent/ca.pem"],
+        ),
+        "cannot read it",
+    );
+    let junk = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(junk.path(), "hello").unwrap();
+    let path: &'static str = Box::leak(junk.path().display().to_string().into_boxed_str());
+    refused(
+        &with("http01", &["--domain", "a.test", "--ca-bundle", path]),
+        "no CERTIFICATE block",
+    );
+}
+
+#[test]
+fn more_than_100_names() {
+    let names: Vec<String> = (0..101).map(|i| format!("n{i}.example.test")).collect();
+    let mut args = with("dns01", &[]);
+    for n in &names {
+        args.push("--domain");
+        args.push(Box::leak(n.clone().into_boxed_str()));
+    }
+    refused(&args, "at most 100");
+}
+
+#[test]
+fn timeout_zero() {
+    refused(
+        &with("http01", &["--domain", "a.test", "--timeout", "0"]),
+        "--timeout <SECS>",
+    );
+}
+
+#[test]
+fn help_is_not_an_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_acme-client"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--dir",
+        "--record",
+        "--domain",
+        "--revoke",
+        "--ca-bundle",
+        "--no-serve",
+        "--json",
+        "--timeout",
+    ] {
+        assert!(text.contains(flag), "--help lacks {flag}");
+    }
+    let _ = repo();
+}
