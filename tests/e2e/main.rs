@@ -1,6 +1,8 @@
 //! End-to-end tests: the real acme-client binary against a real Pebble that each test starts on
 //! ports of its own, so tests run in parallel. Pebble missing is a failure, never a skip.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod harness;
 mod issue;
 mod lifecycle;
