@@ -105,9 +105,24 @@ impl<'a> Summary<'a> {
         ));
         if let (Some(https), Some(shutdown)) = (self.https, self.shutdown) {
             out.push_str(&format!(
-                "serving it on https://{https}/ until GET http://{shutdown}/shutdown, SIGINT or SIGTERM\n"
+                "serving it on https://{}/ until GET http://{}/shutdown, SIGINT or SIGTERM\n",
+                reachable(https),
+                reachable(shutdown)
             ));
         }
         out
+    }
+}
+
+/// An address a local user can connect to: a wildcard bind address becomes loopback.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
     }
 }
