@@ -115,7 +115,10 @@ async fn issue(
         names: config.names.clone(),
         kind: config.challenge,
         revoke: config.revoke,
-        http: http_client(config.ca_bundle.as_ref().map(|b| b.roots.as_slice()))?,
+        http: http_client(
+            &config.dir,
+            config.ca_bundle.as_ref().map(|b| b.roots.as_slice()),
+        )?,
         trust,
         deadline: started + config.timeout,
         timeout: config.timeout,

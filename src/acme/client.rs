@@ -127,10 +127,18 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     Some(Duration::try_from(delta).unwrap_or(Duration::ZERO))
 }
 
-/// Builds the HTTPS client for the CA: rustls on ring, trusting only `roots` when given, else the
-/// platform's roots. Verification is never switched off.
-pub fn http_client(roots: Option<&[CertificateDer<'static>]>) -> Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
+/// Builds the HTTPS client for the CA at `dir_url`: rustls on ring, trusting only `roots` when
+/// given, else the platform's roots. Verification is never switched off. `HTTPS_PROXY` is
+/// honoured, except for a CA on loopback, which no proxy can reach.
+pub fn http_client(
+    dir_url: &str,
+    roots: Option<&[CertificateDer<'static>]>,
+) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder();
+    if is_loopback(dir_url) {
+        builder = builder.no_proxy();
+    }
+    let mut builder = builder
         .user_agent(concat!("acme-client/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(5))
         .read_timeout(Duration::from_secs(30))
@@ -151,6 +159,19 @@ pub fn http_client(roots: Option<&[CertificateDer<'static>]>) -> Result<reqwest:
     builder
         .build()
         .map_err(|e| Error::Local(format!("cannot set up the HTTPS client: {}", chain(&e))))
+}
+
+/// Whether the URL's host is a loopback address or `localhost`.
+fn is_loopback(url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let host = url.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The ACME transport for one account key.
@@ -441,6 +462,17 @@ pub fn chain(e: &(dyn StdError + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_hosts_bypass_proxies() {
+        assert!(is_loopback("https://127.0.0.1:14000/dir"));
+        assert!(is_loopback("https://[::1]:14000/dir"));
+        assert!(is_loopback("https://LOCALHOST/dir"));
+        assert!(!is_loopback(
+            "https://acme-v02.api.letsencrypt.org/directory"
+        ));
+        assert!(!is_loopback("https://10.0.0.1/dir"));
+    }
 
     #[test]
     fn retry_after_seconds_and_date_rfc9110_10_2_3() {

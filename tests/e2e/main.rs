@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod dns;
 mod harness;
 mod issue;
 mod lifecycle;
