@@ -56,6 +56,24 @@ pub fn tcp_in_use(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_err()
 }
 
+/// Asserts that nothing listens any more on the client's ports and those Pebble sends it traffic
+/// on (DNS over TCP and UDP, http-01).
+pub fn assert_ports_free(client: &Client, pebble: &Pebble) {
+    for port in [
+        client.https_port,
+        client.shutdown_port,
+        pebble.http_port,
+        pebble.dns_port,
+    ] {
+        assert!(!tcp_in_use(port), "TCP port {port} still in use");
+    }
+    assert!(
+        !udp_in_use(pebble.dns_port),
+        "DNS UDP port {} still in use",
+        pebble.dns_port
+    );
+}
+
 /// Whether UDP `port` of 127.0.0.1 is still bound.
 pub fn udp_in_use(port: u16) -> bool {
     UdpSocket::bind(("127.0.0.1", port)).is_err()
@@ -188,6 +206,14 @@ impl Pebble {
         let resp = http.get(&url).send().await.unwrap();
         assert!(resp.status().is_success(), "{url}: {}", resp.status());
         resp.text().await.unwrap()
+    }
+
+    /// The status Pebble reports for a certificate ("Valid", "Revoked").
+    pub async fn cert_status(&self, der: &[u8]) -> String {
+        let serial = serial_hex(der);
+        let text = self.mgmt(&format!("/cert-status-by-serial/{serial}")).await;
+        let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+        status["Status"].as_str().unwrap_or_default().to_owned()
     }
 
     /// Pebble's root (regenerated at every start).

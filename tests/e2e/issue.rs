@@ -76,21 +76,7 @@ async fn obtain_serve_and_shut_down(
         "exit within 2 s with 0:\n{}",
         client.stderr()
     );
-    for port in [
-        client.https_port,
-        client.shutdown_port,
-        pebble.http_port,
-        pebble.dns_port,
-    ] {
-        assert!(
-            !tcp_in_use(port),
-            "TCP port {port} still in use after shutdown"
-        );
-    }
-    assert!(
-        !udp_in_use(pebble.dns_port),
-        "DNS UDP port still in use after shutdown"
-    );
+    assert_ports_free(&client, &pebble);
     let leaf = served.chain[0].clone();
     (pebble, leaf, stdout)
 }
@@ -133,14 +119,7 @@ async fn revoke_is_reported_by_pebble() {
         &["--revoke"],
     )
     .await;
-    let serial = serial_hex(&leaf);
-    let status: serde_json::Value = serde_json::from_str(
-        &pebble
-            .mgmt(&format!("/cert-status-by-serial/{serial}"))
-            .await,
-    )
-    .unwrap();
-    assert_eq!(status["Status"], "Revoked", "{status}");
+    assert_eq!(pebble.cert_status(&leaf).await, "Revoked");
     assert!(stdout.contains("revoked   yes"), "{stdout}");
 }
 
@@ -149,14 +128,7 @@ async fn not_revoked_without_the_flag() {
     // The counterpart of the test above: the status check can tell the difference.
     let (pebble, leaf, _) =
         obtain_serve_and_shut_down("dns01", &["kept.example.test"], "kept.example.test", &[]).await;
-    let serial = serial_hex(&leaf);
-    let status: serde_json::Value = serde_json::from_str(
-        &pebble
-            .mgmt(&format!("/cert-status-by-serial/{serial}"))
-            .await,
-    )
-    .unwrap();
-    assert_eq!(status["Status"], "Valid", "{status}");
+    assert_eq!(pebble.cert_status(&leaf).await, "Valid");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,20 +172,8 @@ async fn no_serve_writes_the_files_prints_json_and_exits() {
     }
     // Only the four files: no temporary names left behind.
     assert_eq!(std::fs::read_dir(client.out.path()).unwrap().count(), 4);
-    let serial = summary["serial"].as_str().unwrap();
-    let status: serde_json::Value = serde_json::from_str(
-        &pebble
-            .mgmt(&format!("/cert-status-by-serial/{serial}"))
-            .await,
-    )
-    .unwrap();
-    assert_eq!(status["Status"], "Valid");
-    for port in [
-        client.https_port,
-        client.shutdown_port,
-        pebble.http_port,
-        pebble.dns_port,
-    ] {
-        assert!(!tcp_in_use(port), "port {port} still in use");
-    }
+    let leaf = CertificateDer::from_pem_file(client.out.path().join("cert.pem")).unwrap();
+    assert_eq!(summary["serial"], serial_hex(&leaf));
+    assert_eq!(pebble.cert_status(&leaf).await, "Valid");
+    assert_ports_free(&client, &pebble);
 }

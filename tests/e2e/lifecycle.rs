@@ -22,9 +22,7 @@ async fn sigterm_stops_everything_and_exits_0() {
         "{}",
         client.stderr()
     );
-    for port in [client.https_port, client.shutdown_port, pebble.dns_port] {
-        assert!(!tcp_in_use(port), "port {port} still in use");
-    }
+    assert_ports_free(&client, &pebble);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,14 +80,7 @@ async fn untrusted_ca_is_refused_at_once_without_retries() {
         "nothing is reported as obtained"
     );
     assert!(!stderr.contains("serving the certificate"));
-    for port in [
-        client.https_port,
-        client.shutdown_port,
-        pebble.http_port,
-        pebble.dns_port,
-    ] {
-        assert!(!tcp_in_use(port), "port {port} still in use");
-    }
+    assert_ports_free(&client, &pebble);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
