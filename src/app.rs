@@ -20,7 +20,7 @@ use crate::serve::{self, https, shutdown};
 use crate::summary::Summary;
 
 /// Longest wait for the servers to stop once shutdown starts (the contract says 2 s in all).
-const DRAIN: Duration = Duration::from_millis(1800);
+const DRAIN: Duration = Duration::from_millis(1500);
 
 /// Runs the whole program; returns once everything has stopped.
 pub async fn run(config: Config) -> Result<()> {
@@ -30,7 +30,11 @@ pub async fn run(config: Config) -> Result<()> {
 
     // Fail fast on local problems, before any network traffic.
     let out = config.out.clone();
-    blocking(move || check_out_dir(&out)).await?;
+    blocking(move || check_out_dir(&out)).await.map_err(|e| {
+        Error::Usage(format!(
+            "{e}; choose a directory acme-client can create and write"
+        ))
+    })?;
     let listeners = Listeners::bind(&config).await?;
 
     tasks.spawn(stop_on_signal(cancel.clone()));
@@ -193,7 +197,14 @@ impl Listeners {
         let (https, shutdown) = if config.serve {
             (
                 Some(tcp(at(config.https_port), "https", "--https-port").await?),
-                Some(tcp(at(config.shutdown_port), "shutdown", "--shutdown-port").await?),
+                Some(
+                    tcp(
+                        SocketAddr::new(config.shutdown_bind, config.shutdown_port),
+                        "shutdown",
+                        "--shutdown-port or --shutdown-bind",
+                    )
+                    .await?,
+                ),
             )
         } else {
             (None, None)
@@ -244,7 +255,15 @@ async fn server(
     handler: serve::Handler,
     cancel: CancellationToken,
 ) -> Result<()> {
-    serve::serve(name, listener, tls, handler, cancel).await;
+    serve::serve(
+        name,
+        listener,
+        tls,
+        handler,
+        serve::Limits::default(),
+        cancel,
+    )
+    .await;
     Ok(())
 }
 

@@ -73,6 +73,11 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
     pub bind: IpAddr,
 
+    /// Address of the shutdown endpoint (default: --bind). Anyone who reaches it can stop the
+    /// process: keep it on 127.0.0.1 unless remote shutdown is wanted
+    #[arg(long, value_name = "ADDR")]
+    pub shutdown_bind: Option<IpAddr>,
+
     /// DNS server port (UDP and TCP)
     #[arg(long, value_name = "PORT", default_value_t = 10053)]
     pub dns_port: u16,
@@ -124,6 +129,7 @@ pub struct Config {
     pub serve: bool,
     pub json: bool,
     pub bind: IpAddr,
+    pub shutdown_bind: IpAddr,
     pub dns_port: u16,
     pub http_port: u16,
     pub https_port: u16,
@@ -189,6 +195,7 @@ impl Cli {
             serve: !self.no_serve,
             json: self.json,
             bind: self.bind,
+            shutdown_bind: self.shutdown_bind.unwrap_or(self.bind),
             dns_port: self.dns_port,
             http_port: self.http_port,
             https_port: self.https_port,
@@ -248,18 +255,26 @@ fn load_ca_bundle(path: PathBuf) -> Result<CaBundle> {
 }
 
 /// Normalises a name for the certificate: ASCII lowercase, no final dot (DNS names are
-/// case-insensitive, RFC 4343; RFC 8555 §7.1.4 identifiers carry no final dot). Refuses what no
-/// CA can issue for: bad characters, empty or over-long labels (RFC 1035 §2.3.4), single labels,
-/// IP addresses, non-ASCII (give the xn-- A-label, RFC 5890), `*` anywhere but a first label.
+/// case-insensitive, RFC 4343; RFC 8555 §7.1.4 identifiers carry no final dot), and an
+/// internationalised name converted to its A-label (`xn--`) form by UTS 46, since RFC 8555 §7.1.4
+/// and RFC 5280 §7.2 put only A-labels in identifiers and certificates. Refuses what no CA can
+/// issue for: bad characters, empty or over-long labels (RFC 1035 §2.3.4), single labels, IP
+/// addresses, `*` anywhere but a whole first label.
 pub fn normalize_name(raw: &str) -> std::result::Result<String, String> {
     let trimmed = raw.strip_suffix('.').unwrap_or(raw);
     if trimmed.is_empty() {
         return Err("it is empty".into());
     }
     if !trimmed.is_ascii() {
-        return Err(
-            "it is not ASCII; give an internationalised name in its xn-- (A-label) form".into(),
-        );
+        let (prefix, base) = match trimmed.strip_prefix("*.") {
+            Some(base) => ("*.", base),
+            None => ("", trimmed),
+        };
+        let ascii = idna::domain_to_ascii_strict(base).map_err(|_| {
+            "it is not a valid internationalised name (UTS 46 cannot convert it to xn-- form)"
+                .to_owned()
+        })?;
+        return normalize_name(&format!("{prefix}{ascii}"));
     }
     if trimmed.parse::<IpAddr>().is_ok() {
         return Err("it is an IP address; only DNS names are supported".into());
@@ -327,6 +342,15 @@ mod tests {
             normalize_name("xn--bcher-kva.example").unwrap(),
             "xn--bcher-kva.example"
         );
+        // Internationalised names become A-labels (UTS 46 maps case too).
+        assert_eq!(
+            normalize_name("Bücher.example").unwrap(),
+            "xn--bcher-kva.example"
+        );
+        assert_eq!(
+            normalize_name("*.bücher.example.").unwrap(),
+            "*.xn--bcher-kva.example"
+        );
     }
 
     #[test]
@@ -341,7 +365,7 @@ mod tests {
             ("**.test", "whole first label"),
             ("127.0.0.1", "IP address"),
             ("1.2.3.4.5", "all digits"),
-            ("bücher.example", "xn--"),
+            ("bü_cher.example", "internationalised"),
         ] {
             let err = normalize_name(name).unwrap_err();
             assert!(err.contains(why), "{name}: {err}");

@@ -24,14 +24,30 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-/// Connections served at once per server; more are closed at accept.
-const MAX_CONNECTIONS: usize = 512;
-/// Time a client has to send its request headers (slowloris guard), and to finish a TLS handshake.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest request head accepted (hyper's minimum buffer is 8 KiB).
-const MAX_HEAD: usize = 16 * 1024;
-/// How long open connections get to finish once shutdown starts.
-const DRAIN: Duration = Duration::from_millis(1500);
+/// Limits that keep one misbehaving client from starving the others.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Time a client has to send a request head (slowloris guard; also closes idle keep-alive
+    /// connections), and to finish a TLS handshake.
+    pub header_timeout: Duration,
+    /// Largest request head accepted (hyper's minimum buffer is 8 KiB).
+    pub max_head: usize,
+    /// How long open connections get to finish once shutdown starts.
+    pub drain: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            max_head: 16 * 1024,
+            drain: Duration::from_millis(1000),
+        }
+    }
+}
 
 /// A complete reply from a handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,10 +106,11 @@ pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     handler: Handler,
+    limits: Limits,
     cancel: CancellationToken,
 ) {
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -123,8 +140,8 @@ pub async fn serve(
             let mut builder = http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(MAX_HEAD);
+                .header_read_timeout(limits.header_timeout)
+                .max_buf_size(limits.max_head);
             let result = match tls {
                 None => {
                     watcher
@@ -132,7 +149,8 @@ pub async fn serve(
                         .await
                 }
                 Some(acceptor) => {
-                    match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
+                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
+                    {
                         Ok(Ok(tls_stream)) => {
                             watcher
                                 .watch(builder.serve_connection(TokioIo::new(tls_stream), service))
@@ -155,7 +173,7 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
+    if tokio::time::timeout(limits.drain, graceful.shutdown())
         .await
         .is_err()
     {
