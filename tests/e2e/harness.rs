@@ -96,6 +96,7 @@ fn pebble_bin() -> PathBuf {
 pub struct Pebble {
     child: Child,
     dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
     pub acme_port: u16,
     pub mgmt_port: u16,
     /// Where Pebble validates http-01 (the client's --http-port).
@@ -105,19 +106,15 @@ pub struct Pebble {
 }
 
 impl Pebble {
-    /// Starts Pebble with `PEBBLE_VA_NOSLEEP=1` plus `env`, and waits until its directory answers.
+    /// Starts Pebble with `PEBBLE_VA_NOSLEEP=1` plus `env`, and waits until it listens.
     pub async fn start(env: &[(&str, &str)]) -> Pebble {
-        Self::start_with_cert(
-            env,
-            &repo().join("pebble/certs/localhost.pem"),
-            &repo().join("pebble/certs/localhost.key.pem"),
-        )
-        .await
+        let mut all = vec![("PEBBLE_VA_NOSLEEP", "1")];
+        all.extend_from_slice(env);
+        Self::start_exactly(&all).await
     }
 
-    /// Like [`Pebble::start`], with another TLS certificate for Pebble's own listener.
-    pub async fn start_with_cert(env: &[(&str, &str)], cert: &Path, key: &Path) -> Pebble {
-        let bin = pebble_bin();
+    /// Starts Pebble with exactly `env` added (no `PEBBLE_VA_NOSLEEP`: its defaults stand).
+    pub async fn start_exactly(env: &[(&str, &str)]) -> Pebble {
         let dir = tempfile::tempdir().unwrap();
         let (acme_port, mgmt_port, http_port, tls_port, dns_port) = (
             free_port(),
@@ -129,31 +126,23 @@ impl Pebble {
         let config = serde_json::json!({"pebble": {
             "listenAddress": format!("127.0.0.1:{acme_port}"),
             "managementListenAddress": format!("127.0.0.1:{mgmt_port}"),
-            "certificate": cert,
-            "privateKey": key,
+            "certificate": repo().join("pebble/certs/localhost.pem"),
+            "privateKey": repo().join("pebble/certs/localhost.key.pem"),
             "httpPort": http_port,
             "tlsPort": tls_port,
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false,
         }});
-        let config_path = dir.path().join("pebble-config.json");
-        std::fs::write(&config_path, config.to_string()).unwrap();
-        let log = std::fs::File::create(dir.path().join("pebble.log")).unwrap();
-        let mut cmd = Command::new(bin);
-        cmd.arg("-config")
-            .arg(&config_path)
-            .arg("-dnsserver")
-            .arg(format!("127.0.0.1:{dns_port}"))
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("cannot start pebble");
+        std::fs::write(dir.path().join("pebble-config.json"), config.to_string()).unwrap();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let child = Self::launch(dir.path(), dns_port, &env);
         let mut pebble = Pebble {
             child,
             dir,
+            env,
             acme_port,
             mgmt_port,
             http_port,
@@ -163,9 +152,43 @@ impl Pebble {
         pebble
     }
 
+    fn launch(dir: &Path, dns_port: u16, env: &[(String, String)]) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("pebble.log"))
+            .unwrap();
+        let mut cmd = Command::new(pebble_bin());
+        cmd.arg("-config")
+            .arg(dir.join("pebble-config.json"))
+            .arg("-dnsserver")
+            .arg(format!("127.0.0.1:{dns_port}"))
+            .env_remove("PEBBLE_VA_NOSLEEP")
+            .env_remove("PEBBLE_WFE_NONCEREJECT")
+            .env_remove("PEBBLE_AUTHZREUSE")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.spawn().expect("cannot start pebble")
+    }
+
+    /// Starts Pebble again on the same ports after it was stopped (its state is gone, as after a
+    /// real CA restart).
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::launch(self.dir.path(), self.dns_port, &self.env);
+        self.wait_ready().await;
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     async fn wait_ready(&mut self) {
-        // Readiness = the TCP listener accepts. (A TLS probe would need Pebble's own CA, which a
-        // test of an untrusted listener deliberately lacks.)
+        // Readiness = both TCP listeners accept.
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -257,14 +280,23 @@ impl Client {
     /// Runs `acme-client <challenge> --dir .. --ca-bundle .. --record .. --domain ..` against
     /// `pebble` on its ports, plus `extra` arguments.
     pub fn start(pebble: &Pebble, challenge: &str, names: &[&str], extra: &[&str]) -> Client {
+        Self::start_at(pebble, &pebble.dir_url(), challenge, names, extra)
+    }
+
+    /// Like [`Client::start`], with another directory URL (a proxy in front of `pebble`).
+    pub fn start_at(
+        pebble: &Pebble,
+        dir_url: &str,
+        challenge: &str,
+        names: &[&str],
+        extra: &[&str],
+    ) -> Client {
         let mut args: Vec<String> = vec![
             challenge.into(),
             "--dir".into(),
-            pebble.dir_url(),
+            dir_url.into(),
             "--ca-bundle".into(),
             pebble_ca().display().to_string(),
-            "--record".into(),
-            RECORD.into(),
             "--bind".into(),
             "127.0.0.1".into(),
             "--dns-port".into(),
@@ -275,6 +307,9 @@ impl Client {
         for name in names {
             args.push("--domain".into());
             args.push((*name).into());
+        }
+        if !extra.contains(&"--record") {
+            args.extend(["--record".to_owned(), RECORD.to_owned()]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         Self::spawn(&args)

@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod dns;
+mod faults;
 mod harness;
 mod issue;
 mod lifecycle;
+mod proxy;
 mod usage;
