@@ -145,3 +145,191 @@ async fn garbage_does_not_stop_the_server() {
         .unwrap()
         .unwrap();
 }
+
+/// xorshift64*: a tiny deterministic PRNG, so a failing input can be replayed from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Random bytes, or a valid query with bytes flipped, cut short or extended.
+fn fuzz_packet(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
+    if rng.below(4) == 0 {
+        let len = rng.below(600);
+        return (0..len).map(|_| rng.next() as u8).collect();
+    }
+    let mut p = seeds[rng.below(seeds.len())].clone();
+    for _ in 0..=rng.below(6) {
+        match rng.below(4) {
+            0 if !p.is_empty() => {
+                let i = rng.below(p.len());
+                p[i] = rng.next() as u8;
+            }
+            1 if !p.is_empty() => p.truncate(rng.below(p.len())),
+            2 => p.extend((0..rng.below(40)).map(|_| rng.next() as u8)),
+            _ => {
+                // Header counts are the interesting part: set one at random.
+                if p.len() >= 12 {
+                    let i = 4 + 2 * rng.below(4);
+                    p[i] = rng.next() as u8;
+                    p[i + 1] = rng.next() as u8;
+                }
+            }
+        }
+    }
+    p
+}
+
+fn seeds() -> Vec<Vec<u8>> {
+    let mut v = vec![
+        query(1, "zone.test.", RecordType::A),
+        query(2, "_acme-challenge.zone.test.", RecordType::TXT),
+        query(3, "x.zone.test.", RecordType::AAAA),
+        query(4, "example.org.", RecordType::ANY),
+    ];
+    let mut two = Message::new(5, MessageType::Query, OpCode::Query);
+    two.add_query(Query::query(
+        Name::from_ascii("zone.test.").unwrap(),
+        RecordType::A,
+    ));
+    two.add_query(Query::query(
+        Name::from_ascii("zone.test.").unwrap(),
+        RecordType::TXT,
+    ));
+    v.push(two.to_bytes().unwrap());
+    v
+}
+
+#[test]
+fn fuzz_the_handler_for_a_bounded_time() {
+    use hickory_server::net::xfer::Protocol;
+    use hickory_server::server::Request;
+    let store = ChallengeStore::new();
+    let _g = store.present(ChallengeKind::Dns01.publication("zone.test", "t", "t.k"));
+    let handler = DnsHandler::new(&["zone.test".into()], Ipv4Addr::LOCALHOST, store).unwrap();
+    let seeds = seeds();
+    let seed = 0x5eed_d05e_u64;
+    let mut rng = Rng(seed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let (mut parsed, mut total) = (0u32, 0u32);
+    while total < 200_000 && std::time::Instant::now() < deadline {
+        let packet = fuzz_packet(&mut rng, &seeds);
+        total += 1;
+        if let Ok(req) = Request::from_bytes(packet, "127.0.0.1:53".parse().unwrap(), Protocol::Udp)
+        {
+            parsed += 1;
+            let answer = handler.answer(&req);
+            // Never more than a handful of records, whatever the question.
+            assert!(answer.answers.len() <= 2, "seed {seed:#x}, input {total}");
+        }
+    }
+    assert!(
+        total > 1000 && parsed > 100,
+        "the fuzzer barely ran: {total} inputs, {parsed} parsed"
+    );
+}
+
+#[tokio::test]
+async fn random_packets_over_the_wire_then_correct_answers() {
+    let dns = start().await;
+    let _g = dns
+        .store
+        .present(ChallengeKind::Dns01.publication("zone.test", "t", "t.k"));
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let seeds = seeds();
+    let mut rng = Rng(0xfeed_beef);
+    for _ in 0..3000 {
+        let p = fuzz_packet(&mut rng, &seeds);
+        sock.send_to(&p, dns.addr).await.unwrap();
+    }
+    // Random bytes over TCP too, on several connections.
+    for _ in 0..20 {
+        let mut tcp = TcpStream::connect(dns.addr).await.unwrap();
+        let p = fuzz_packet(&mut rng, &seeds);
+        let _ = tcp.write_all(&(p.len() as u16).to_be_bytes()).await;
+        let _ = tcp.write_all(&p).await;
+    }
+    let a = udp_ask(dns.addr, &query(77, "www.zone.test.", RecordType::A)).await;
+    assert_eq!(a.metadata.id, 77);
+    assert_eq!(a.answers.len(), 1);
+    let a = tcp_ask(
+        dns.addr,
+        &query(78, "_acme-challenge.zone.test.", RecordType::TXT),
+    )
+    .await;
+    assert_eq!(a.answers.len(), 1);
+    dns.cancel.cancel();
+}
+
+#[tokio::test]
+async fn answers_are_small_and_odd_questions_are_refused() {
+    use hickory_server::proto::rr::DNSClass;
+    let dns = start().await;
+    let _g1 = dns
+        .store
+        .present(ChallengeKind::Dns01.publication("zone.test", "t1", "t1.a"));
+    let _g2 = dns
+        .store
+        .present(ChallengeKind::Dns01.publication("zone.test", "t2", "t2.b"));
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for (name, qtype) in [
+        ("zone.test.", RecordType::ANY),
+        ("_acme-challenge.zone.test.", RecordType::TXT),
+        ("zone.test.", RecordType::SOA),
+        ("a.b.c.zone.test.", RecordType::MX),
+        ("example.org.", RecordType::ANY),
+    ] {
+        let q = query(9, name, qtype);
+        sock.send_to(&q, dns.addr).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(2), sock.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        // No amplification worth an attacker's while: under 512 bytes, and at most 5 times the
+        // question (the largest answer is the two TXT values of a name and its wildcard, which
+        // exist only while the CA validates).
+        assert!(
+            n <= 512 && n <= 5 * q.len(),
+            "{name} {qtype}: {n} bytes for a {}-byte query",
+            q.len()
+        );
+    }
+    // The CH class (version.bind and friends) and several questions at once are not served.
+    let mut chaos = Message::new(11, MessageType::Query, OpCode::Query);
+    let mut q = Query::query(Name::from_ascii("zone.test.").unwrap(), RecordType::TXT);
+    q.set_query_class(DNSClass::CH);
+    chaos.add_query(q);
+    let r = udp_ask(dns.addr, &chaos.to_bytes().unwrap()).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+    let mut two = Message::new(12, MessageType::Query, OpCode::Query);
+    two.add_query(Query::query(
+        Name::from_ascii("zone.test.").unwrap(),
+        RecordType::A,
+    ));
+    two.add_query(Query::query(
+        Name::from_ascii("zone.test.").unwrap(),
+        RecordType::A,
+    ));
+    let r = udp_ask(dns.addr, &two.to_bytes().unwrap()).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::FormErr);
+    assert!(r.answers.is_empty());
+    // An unknown type inside the zone: NODATA with the SOA.
+    let r = udp_ask(
+        dns.addr,
+        &query(13, "zone.test.", RecordType::Unknown(65280)),
+    )
+    .await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert!(r.answers.is_empty());
+    dns.cancel.cancel();
+}

@@ -6,6 +6,7 @@
 mod dns;
 mod faults;
 mod harness;
+mod http;
 mod issue;
 mod lifecycle;
 mod proxy;
