@@ -119,7 +119,8 @@ impl DnsHandler {
         match query.query_type() {
             RecordType::A => answers.push(Record::from_rdata(owner, TTL, RData::A(A(self.record)))),
             RecordType::TXT => {
-                let key = name.to_string();
+                // to_ascii, not to_string: Display shows xn-- labels as Unicode.
+                let key = owner.to_ascii();
                 for value in self.store.dns_txt(key.trim_end_matches('.')) {
                     answers.push(Record::from_rdata(
                         owner.clone(),
@@ -278,6 +279,24 @@ mod tests {
                 .any(|t| t.contains(&crate::acme::jws::dns01_value("u.k2")))
         );
         assert_eq!(a.answers[0].ttl, 0);
+    }
+
+    #[test]
+    fn txt_for_an_internationalised_name_is_found_by_its_a_label() {
+        let store = ChallengeStore::new();
+        let h = DnsHandler::new(
+            &["xn--bcher-kva.example".into()],
+            Ipv4Addr::LOCALHOST,
+            store.clone(),
+        )
+        .unwrap();
+        let _g =
+            store.present(ChallengeKind::Dns01.publication("xn--bcher-kva.example", "t", "t.k"));
+        let a = h.answer(&request(
+            "_acme-challenge.xn--bcher-kva.example.",
+            RecordType::TXT,
+        ));
+        assert_eq!(a.answers.len(), 1);
     }
 
     #[test]

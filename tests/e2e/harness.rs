@@ -291,6 +291,17 @@ impl Client {
         names: &[&str],
         extra: &[&str],
     ) -> Client {
+        Self::spawn(&Self::args(pebble, dir_url, challenge, names, extra))
+    }
+
+    /// The arguments [`Client::start_at`] runs the binary with.
+    pub fn args(
+        pebble: &Pebble,
+        dir_url: &str,
+        challenge: &str,
+        names: &[&str],
+        extra: &[&str],
+    ) -> Vec<String> {
         let mut args: Vec<String> = vec![
             challenge.into(),
             "--dir".into(),
@@ -312,22 +323,30 @@ impl Client {
             args.extend(["--record".to_owned(), RECORD.to_owned()]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        Self::spawn(&args)
+        args
     }
 
     /// Runs the binary with exactly `args` (plus its own --out, --https-port, --shutdown-port).
     pub fn spawn(args: &[String]) -> Client {
+        Self::spawn_logging(args, "acme_client=debug,warn")
+    }
+
+    /// Like [`Client::spawn`], with `RUST_LOG` set to `filter`.
+    pub fn spawn_logging(args: &[String], filter: &str) -> Client {
         let out = tempfile::tempdir().unwrap();
         let (https_port, shutdown_port) = (free_port(), free_port());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_acme-client"))
-            .args(args)
-            .arg("--out")
-            .arg(out.path())
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_acme-client"));
+        cmd.args(args);
+        // A test that gives its own --out keeps it (the temporary one then stays unused).
+        if !args.iter().any(|a| a == "--out") {
+            cmd.arg("--out").arg(out.path());
+        }
+        let mut child = cmd
             .arg("--https-port")
             .arg(https_port.to_string())
             .arg("--shutdown-port")
             .arg(shutdown_port.to_string())
-            .env("RUST_LOG", "acme_client=debug,warn")
+            .env("RUST_LOG", filter)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

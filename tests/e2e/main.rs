@@ -10,4 +10,5 @@ mod http;
 mod issue;
 mod lifecycle;
 mod proxy;
+mod safety;
 mod usage;

@@ -160,6 +160,33 @@ fn more_than_100_names() {
 }
 
 #[test]
+fn wrong_values_for_every_flag() {
+    for (flag, value, expect) in [
+        ("--dns-port", "70000", "--dns-port <PORT>"),
+        ("--http-port", "http", "--http-port <PORT>"),
+        ("--https-port", "-1", "unexpected argument '-1'"),
+        ("--shutdown-port", "", "--shutdown-port <PORT>"),
+        ("--bind", "localhost", "--bind <ADDR>"),
+        ("--shutdown-bind", "1.2.3", "--shutdown-bind <ADDR>"),
+        ("--timeout", "soon", "--timeout <SECS>"),
+        ("--timeout", "100000", "--timeout <SECS>"),
+    ] {
+        refused(
+            &with("http01", &["--domain", "a.test", flag, value]),
+            expect,
+        );
+    }
+    refused(
+        &with("http01", &["--domain", "a.test", "--no-such-flag"]),
+        "--no-such-flag",
+    );
+    refused(
+        &with("http01", &["--domain", "a.test", "-v", "-q"]),
+        "cannot be used with",
+    );
+}
+
+#[test]
 fn timeout_zero() {
     refused(
         &with("http01", &["--domain", "a.test", "--timeout", "0"]),
