@@ -36,6 +36,8 @@ const MAX_BAD_NONCE_RETRIES: u32 = 100;
 const MAX_RATE_LIMIT_RETRIES: u32 = 10;
 /// Wait when a 429/503 carries no `Retry-After`.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Largest answer read from the CA. A 100-name certificate chain is about 20 KiB.
+const MAX_BODY: usize = 1024 * 1024;
 /// Nonces kept for later requests; more would only go stale.
 const NONCE_POOL: usize = 32;
 
@@ -376,10 +378,7 @@ impl Transport {
             }
             pool.push(nonce.to_owned());
         }
-        let body = response.bytes().await.map_err(|e| Error::Protocol {
-            url: url.to_owned(),
-            detail: format!("the {status} answer was cut off: {}", chain(&e)),
-        })?;
+        let body = read_body(response, url).await?;
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         debug!(method, url, status = status.as_u16(), ms, "request");
         lock(&self.log).push(RequestLog {
@@ -414,6 +413,36 @@ impl Transport {
         Error::Connect {
             url: url.to_owned(),
             detail: chain(e),
+        }
+    }
+}
+
+/// Reads a whole answer, refusing one larger than [`MAX_BODY`].
+async fn read_body(mut response: reqwest::Response, url: &str) -> Result<Bytes> {
+    let status = response.status();
+    let protocol = |detail: String| Error::Protocol {
+        url: url.to_owned(),
+        detail,
+    };
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(protocol(format!(
+                        "the {status} answer is larger than {} KiB; no ACME object is",
+                        MAX_BODY / 1024
+                    )));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(Bytes::from(body)),
+            Err(e) => {
+                return Err(protocol(format!(
+                    "the {status} answer was cut off: {}",
+                    chain(&e)
+                )));
+            }
         }
     }
 }

@@ -269,6 +269,26 @@ async fn certificate_not_pem() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_answer_is_refused() {
+    let pebble = Pebble::start(&[]).await;
+    let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(3 * 1024 * 1024));
+    let fault = Fault::Replace {
+        status: 200,
+        content_type: "application/json",
+        body,
+    };
+    let proxy = Proxy::start(&pebble, vec![Rule::new("/authZ/", 1, fault)]).await;
+    fails(
+        &pebble,
+        &proxy.dir_url(),
+        &["big.example.test"],
+        4,
+        &["validating the authorizations", "larger than 1024 KiB"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_cut_off_mid_body() {
     let pebble = Pebble::start(&[]).await;
     let proxy = Proxy::start(&pebble, vec![Rule::new("/certZ/", 1, Fault::Truncate)]).await;
