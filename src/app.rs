@@ -1,7 +1,10 @@
-//! One run of the program: bind every listener, start the servers as tasks under one cancellation
-//! token, drive the ACME machine, write the files, serve the certificate, shut down.
+//! One run of the program: check local inputs, bind every listener, start the servers as tasks
+//! under one cancellation token, drive the ACME machine, write the files, serve the certificate,
+//! shut down.
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, UdpSocket};
@@ -11,10 +14,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::acme::client::http_client;
-use crate::acme::machine::{Plan, obtain};
-use crate::cert::{Files, check_out_dir};
-use crate::challenge::{ChallengeKind, ChallengeStore, dns, http};
-use crate::cli::Config;
+use crate::acme::jws::AccountKey;
+use crate::acme::machine::{Outcome, Plan, obtain};
+use crate::cert::{Files, check_out_dir, write_atomic};
+use crate::challenge::{ChallengeKind, ChallengeStore, dns, http, tls_alpn};
+use crate::cli::{AccountKeyConfig, Config};
 use crate::error::{Error, Result};
 use crate::serve::{self, https, shutdown};
 use crate::summary::Summary;
@@ -35,6 +39,8 @@ pub async fn run(config: Config) -> Result<()> {
             "{e}; choose a directory acme-client can create and write"
         ))
     })?;
+    let account_config = config.account_key.clone();
+    let (account_key, account_known) = blocking(move || load_account_key(&account_config)).await?;
     let listeners = Listeners::bind(&config).await?;
 
     tasks.spawn(stop_on_signal(cancel.clone()));
@@ -50,6 +56,22 @@ pub async fn run(config: Config) -> Result<()> {
         let handler = http::handler(store.clone());
         tasks.spawn(server("http-01", listener, None, handler, cancel.clone()));
     }
+    // The HTTPS port answers tls-alpn-01 validation from the start and the certificate later.
+    let acme_tls = (config.challenge == ChallengeKind::TlsAlpn01)
+        .then(|| tls_alpn::server_config(store.clone()));
+    let router = Arc::new(https::TlsRouter::new(acme_tls));
+    let page = Arc::new(OnceLock::new());
+    let https_addr = listeners.https.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(listener) = listeners.https {
+        let handler = https::handler(page.clone());
+        tasks.spawn(server(
+            "https",
+            listener,
+            Some(router.clone()),
+            handler,
+            cancel.clone(),
+        ));
+    }
     let shutdown_addr = listeners
         .shutdown
         .as_ref()
@@ -59,20 +81,12 @@ pub async fn run(config: Config) -> Result<()> {
         tasks.spawn(server("shutdown", listener, None, handler, cancel.clone()));
     }
 
-    let result = issue(&config, store, &cancel, started).await;
-    let result = match (result, listeners.https) {
-        (Ok((outcome, files)), Some(listener)) => {
-            let https_addr = listener.local_addr().ok();
-            match https::acceptor(&outcome.issued, &outcome.key) {
-                Ok(acceptor) => {
-                    let handler = https::handler(&outcome.issued);
-                    tasks.spawn(server(
-                        "https",
-                        listener,
-                        Some(acceptor),
-                        handler,
-                        cancel.clone(),
-                    ));
+    let result = match issue(&config, store, account_key, account_known, &cancel, started).await {
+        Ok((outcome, files)) => match (&outcome.key, config.serve) {
+            (Some(key), true) => match https::site_config(&outcome.issued, key) {
+                Ok(site) => {
+                    let _ = page.set(https::describe(&outcome.issued));
+                    router.set_site(site);
                     report(
                         &config,
                         &outcome,
@@ -88,13 +102,13 @@ pub async fn run(config: Config) -> Result<()> {
                     Ok(())
                 }
                 Err(e) => Err(e),
+            },
+            _ => {
+                report(&config, &outcome, &files, started, None, None);
+                Ok(())
             }
-        }
-        (Ok((outcome, files)), None) => {
-            report(&config, &outcome, &files, started, None, None);
-            Ok(())
-        }
-        (Err(e), _) => Err(e),
+        },
+        Err(e) => Err(e),
     };
 
     cancel.cancel();
@@ -103,13 +117,62 @@ pub async fn run(config: Config) -> Result<()> {
     result.and(drained)
 }
 
+/// The account key: loaded from `--account-key` if the file exists (then the account is looked
+/// up first), created there (mode 0600) if not, or a fresh one for this run only.
+fn load_account_key(config: &AccountKeyConfig) -> Result<(AccountKey, bool)> {
+    let Some(path) = &config.path else {
+        return Ok((AccountKey::generate(config.kind)?, false));
+    };
+    let usage = |why: String| Error::Usage(format!("--account-key {}: {why}", path.display()));
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let block = pem::parse(&bytes).map_err(|e| {
+                usage(format!(
+                    "not a PEM file ({e}); give a PKCS#8 PEM private key"
+                ))
+            })?;
+            if block.tag() != "PRIVATE KEY" {
+                return Err(usage(format!(
+                    "holds a {} block; convert it to PKCS#8 with `openssl pkcs8 -topk8 -nocrypt`",
+                    block.tag()
+                )));
+            }
+            let key = AccountKey::from_pkcs8(block.contents()).map_err(|e| usage(e.to_string()))?;
+            if key.kind() != config.kind {
+                info!(
+                    alg = key.alg(),
+                    "using the account key's own type; --account-key-type applies to new keys only"
+                );
+            }
+            info!(path = %path.display(), alg = key.alg(), "account key loaded");
+            Ok((key, true))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = AccountKey::generate(config.kind)?;
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir)
+                .map_err(|e| usage(format!("cannot create its directory ({e})")))?;
+            write_atomic(path, key.pkcs8_pem().as_bytes(), 0o600)
+                .map_err(|e| usage(format!("{e}; choose a writable path")))?;
+            info!(path = %path.display(), alg = key.alg(), "new account key written");
+            Ok((key, false))
+        }
+        Err(e) => Err(usage(format!("cannot read it ({e})"))),
+    }
+}
+
 /// Obtains the certificate and writes the files, unless shutdown comes first.
 async fn issue(
     config: &Config,
     store: ChallengeStore,
+    account_key: AccountKey,
+    account_known: bool,
     cancel: &CancellationToken,
     started: Instant,
-) -> Result<(crate::acme::machine::Outcome, Files)> {
+) -> Result<(Outcome, Files)> {
     let trust = match &config.ca_bundle {
         Some(bundle) => format!("by --ca-bundle {}", bundle.path.display()),
         None => "by the system's root certificates".to_owned(),
@@ -127,15 +190,23 @@ async fn issue(
         deadline: started + config.timeout,
         timeout: config.timeout,
         store,
+        account_known,
+        contacts: config.contacts.clone(),
+        eab: config.eab.clone(),
+        request: config.request.clone(),
+        preferred_chain: config.preferred_chain.clone(),
     };
     let outcome = tokio::select! {
-        outcome = obtain(&plan) => outcome?,
+        outcome = obtain(&plan, account_key) => outcome?,
         () = cancel.cancelled() => return Err(Error::Interrupted),
     };
-    let files = Files::in_dir(&config.out);
+    let mut files = Files::in_dir(&config.out);
+    if outcome.key.is_none() {
+        files.key = None;
+    }
     let (outcome, files) = blocking(move || {
         files
-            .write(&outcome.key, &outcome.issued)
+            .write(outcome.key.as_ref(), &outcome.issued)
             .map(|()| (outcome, files))
     })
     .await?;
@@ -145,7 +216,7 @@ async fn issue(
 
 fn report(
     config: &Config,
-    outcome: &crate::acme::machine::Outcome,
+    outcome: &Outcome,
     files: &Files,
     started: Instant,
     https: Option<SocketAddr>,
@@ -192,22 +263,18 @@ impl Listeners {
             ChallengeKind::Http01 => {
                 Some(tcp(at(config.http_port), "http-01", "--http-port").await?)
             }
-            ChallengeKind::Dns01 => None,
+            ChallengeKind::Dns01 | ChallengeKind::TlsAlpn01 => None,
         };
-        let (https, shutdown) = if config.serve {
-            (
-                Some(tcp(at(config.https_port), "https", "--https-port").await?),
-                Some(
-                    tcp(
-                        SocketAddr::new(config.shutdown_bind, config.shutdown_port),
-                        "shutdown",
-                        "--shutdown-port or --shutdown-bind",
-                    )
-                    .await?,
-                ),
-            )
+        let https = if config.serve || config.challenge == ChallengeKind::TlsAlpn01 {
+            Some(tcp(at(config.https_port), "https", "--https-port").await?)
         } else {
-            (None, None)
+            None
+        };
+        let shutdown = if config.serve {
+            let addr = SocketAddr::new(config.shutdown_bind, config.shutdown_port);
+            Some(tcp(addr, "shutdown", "--shutdown-port or --shutdown-bind").await?)
+        } else {
+            None
         };
         Ok(Listeners {
             dns_udp,
@@ -251,7 +318,7 @@ fn bind_err(
 async fn server(
     name: &'static str,
     listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<Arc<https::TlsRouter>>,
     handler: serve::Handler,
     cancel: CancellationToken,
 ) -> Result<()> {
@@ -305,9 +372,9 @@ async fn drain(tasks: &mut JoinSet<Result<()>>) -> Result<()> {
     first_error
 }
 
-/// Runs blocking file work off the async threads.
+/// Runs blocking file and key work off the async threads.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .unwrap_or_else(|e| Err(Error::Local(format!("a file task failed: {e}"))))
+        .unwrap_or_else(|e| Err(Error::Local(format!("a blocking task failed: {e}"))))
 }

@@ -13,7 +13,34 @@ use x509_parser::prelude::{FromDer as _, GeneralName, X509Certificate};
 
 use crate::error::{Error, Result, io_err};
 
-/// The certificate's private key. ECDSA P-256.
+/// The certificate key's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyType {
+    /// ECDSA P-256
+    Ec256,
+    /// ECDSA P-384
+    Ec384,
+    /// RSA 2048
+    Rsa2048,
+    /// RSA 3072
+    Rsa3072,
+    /// RSA 4096
+    Rsa4096,
+}
+
+/// A fresh RSA private key as PKCS#8 DER. The `rsa` crate generates it because ring cannot;
+/// ring does all the signing.
+pub fn rsa_pkcs8(bits: usize) -> Result<Vec<u8>> {
+    use rsa::pkcs8::EncodePrivateKey as _;
+    let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, bits)
+        .map_err(|e| Error::Local(format!("cannot generate an RSA {bits} key: {e}")))?;
+    let der = key
+        .to_pkcs8_der()
+        .map_err(|e| Error::Local(format!("cannot encode the RSA key: {e}")))?;
+    Ok(der.as_bytes().to_vec())
+}
+
+/// The certificate's private key.
 pub struct CertKey {
     pair: KeyPair,
 }
@@ -21,26 +48,53 @@ pub struct CertKey {
 impl std::fmt::Debug for CertKey {
     // Never print key material.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CertKey(ECDSA P-256)")
+        write!(f, "CertKey({:?})", self.pair.algorithm())
     }
 }
 
 impl CertKey {
-    /// Generates a fresh ECDSA P-256 key.
-    pub fn generate() -> Result<Self> {
-        let pair = KeyPair::generate()
-            .map_err(|e| Error::Local(format!("cannot generate the certificate key: {e}")))?;
+    /// Generates a fresh key. RSA takes a moment (seconds for 4096 bits): call it off the
+    /// async threads.
+    pub fn generate(kind: KeyType) -> Result<Self> {
+        let failed =
+            |e: rcgen::Error| Error::Local(format!("cannot generate the certificate key: {e}"));
+        let pair = match kind {
+            KeyType::Ec256 => {
+                KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(failed)?
+            }
+            KeyType::Ec384 => {
+                KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).map_err(failed)?
+            }
+            KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096 => {
+                let bits = match kind {
+                    KeyType::Rsa2048 => 2048,
+                    KeyType::Rsa3072 => 3072,
+                    _ => 4096,
+                };
+                let der = rsa_pkcs8(bits)?;
+                KeyPair::from_pkcs8_der_and_sign_algo(
+                    &rustls_pki_types::PrivatePkcs8KeyDer::from(der),
+                    &rcgen::PKCS_RSA_SHA256,
+                )
+                .map_err(failed)?
+            }
+        };
         Ok(CertKey { pair })
     }
 
     /// A CSR (RFC 2986) naming every identifier as a SAN, DER-encoded for finalize (RFC 8555 §7.4).
+    /// Strings that parse as IP addresses become IP SANs (RFC 8738).
     pub fn csr_der(&self, names: &[String]) -> Result<Vec<u8>> {
         let mut params = CertificateParams::new(names.to_vec())
             .map_err(|e| Error::Local(format!("cannot build the CSR: {e}")))?;
-        // rcgen's default subject is "rcgen self signed cert"; use the first name as CN when it
-        // fits the 64-character limit of RFC 5280, else an empty subject (the SANs carry the names).
+        // rcgen's default subject is "rcgen self signed cert"; use the first DNS name as CN when
+        // it fits the 64-character limit of RFC 5280, else an empty subject (the SANs carry the
+        // names).
         let mut dn = DistinguishedName::new();
-        if let Some(first) = names.first().filter(|n| n.len() <= 64) {
+        let first_dns = names
+            .iter()
+            .find(|n| n.parse::<std::net::IpAddr>().is_err() && n.len() <= 64);
+        if let Some(first) = first_dns {
             dn.push(DnType::CommonName, first.as_str());
         }
         params.distinguished_name = dn;
@@ -60,8 +114,82 @@ impl CertKey {
         self.pair.serialize_der()
     }
 
-    fn public_key_raw(&self) -> &[u8] {
+    /// The public key as it appears in a certificate's subjectPublicKey bit string.
+    pub fn public_key_raw(&self) -> &[u8] {
         self.pair.public_key_raw()
+    }
+}
+
+/// A CSR given with `--csr`: finalized as it is; its names become the order's identifiers.
+#[derive(Debug, Clone)]
+pub struct UserCsr {
+    pub der: Vec<u8>,
+    /// SAN DNS names and IP addresses (or the CN when there are no SANs), as written.
+    pub names: Vec<String>,
+    /// The subjectPublicKey bits, to check the issued leaf against.
+    pub public_key: Vec<u8>,
+}
+
+impl UserCsr {
+    /// Reads a PEM or DER CSR and checks its signature.
+    pub fn load(path: &Path) -> std::result::Result<Self, String> {
+        use x509_parser::prelude::X509CertificationRequest;
+        let bytes = fs::read(path).map_err(|e| format!("cannot read it ({e})"))?;
+        let der = if bytes.starts_with(b"-----BEGIN") {
+            let block = pem::parse(&bytes).map_err(|e| format!("not valid PEM ({e})"))?;
+            if !block.tag().ends_with("CERTIFICATE REQUEST") {
+                return Err(format!(
+                    "holds a {} block, not a CERTIFICATE REQUEST",
+                    block.tag()
+                ));
+            }
+            block.contents().to_vec()
+        } else {
+            bytes
+        };
+        let (_, csr) = X509CertificationRequest::from_der(&der)
+            .map_err(|e| format!("not a PKCS#10 certificate request ({e})"))?;
+        csr.verify_signature()
+            .map_err(|e| format!("its signature does not verify ({e})"))?;
+        let info = &csr.certification_request_info;
+        let mut names = Vec::new();
+        for ext in csr.requested_extensions().into_iter().flatten() {
+            if let x509_parser::extensions::ParsedExtension::SubjectAlternativeName(san) = ext {
+                for name in &san.general_names {
+                    match name {
+                        GeneralName::DNSName(dns) => names.push((*dns).to_owned()),
+                        GeneralName::IPAddress(bytes) => names.extend(ip_from_bytes(bytes)),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if names.is_empty() {
+            names.extend(
+                info.subject
+                    .iter_common_name()
+                    .filter_map(|cn| cn.as_str().ok())
+                    .map(str::to_owned),
+            );
+        }
+        if names.is_empty() {
+            return Err("names no DNS name or IP address (no SAN and no CN)".into());
+        }
+        Ok(UserCsr {
+            public_key: info.subject_pki.subject_public_key.data.to_vec(),
+            der,
+            names,
+        })
+    }
+}
+
+fn ip_from_bytes(bytes: &[u8]) -> Option<String> {
+    if let Ok(v4) = <[u8; 4]>::try_from(bytes) {
+        Some(std::net::Ipv4Addr::from(v4).to_string())
+    } else if let Ok(v6) = <[u8; 16]>::try_from(bytes) {
+        Some(std::net::Ipv6Addr::from(v6).to_string())
+    } else {
+        None
     }
 }
 
@@ -75,6 +203,9 @@ pub struct CertInfo {
     /// Subject alternative names, in certificate order.
     pub names: Vec<String>,
     pub issuer: String,
+    /// Issuer CN of the topmost certificate in the chain: the root it leads to, which
+    /// `--preferred-chain` matches.
+    pub chain_to: String,
 }
 
 /// The certificate chain the CA issued: leaf first, then intermediates.
@@ -86,8 +217,8 @@ pub struct Issued {
 
 impl Issued {
     /// Parses a `application/pem-certificate-chain` body (RFC 8555 §9.1) and checks that the leaf
-    /// carries `key`'s public key.
-    pub fn from_pem(body: &[u8], key: &CertKey) -> std::result::Result<Self, String> {
+    /// carries `public_key` (the subjectPublicKey bits of our key or of the user's CSR).
+    pub fn from_pem(body: &[u8], public_key: &[u8]) -> std::result::Result<Self, String> {
         let blocks =
             pem::parse_many(body).map_err(|e| format!("the certificate is not PEM: {e}"))?;
         let certs: Vec<CertificateDer<'static>> = blocks
@@ -100,10 +231,15 @@ impl Issued {
             .ok_or("the answer holds no PEM CERTIFICATE block")?;
         let (_, leaf) = X509Certificate::from_der(leaf_der)
             .map_err(|e| format!("the leaf certificate does not parse: {e}"))?;
-        if leaf.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+        if leaf.public_key().subject_public_key.data.as_ref() != public_key {
             return Err("the leaf certificate does not carry our certificate key".into());
         }
-        let info = describe(&leaf)?;
+        let mut info = describe(&leaf)?;
+        if let Some(top) = certs.last() {
+            let (_, top) = X509Certificate::from_der(top)
+                .map_err(|e| format!("a chain certificate does not parse: {e}"))?;
+            info.chain_to = issuer_cn(&top);
+        }
         Ok(Issued { certs, info })
     }
 
@@ -143,37 +279,37 @@ fn describe(leaf: &X509Certificate<'_>) -> std::result::Result<CertInfo, String>
         for name in &san.value.general_names {
             match name {
                 GeneralName::DNSName(dns) => names.push((*dns).to_owned()),
-                GeneralName::IPAddress(bytes) => {
-                    if let Ok(v4) = <[u8; 4]>::try_from(*bytes) {
-                        names.push(std::net::Ipv4Addr::from(v4).to_string());
-                    } else if let Ok(v6) = <[u8; 16]>::try_from(*bytes) {
-                        names.push(std::net::Ipv6Addr::from(v6).to_string());
-                    }
-                }
+                GeneralName::IPAddress(bytes) => names.extend(ip_from_bytes(bytes)),
                 _ => {}
             }
         }
     }
-    let issuer = leaf
-        .issuer()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .map(str::to_owned)
-        .unwrap_or_else(|| leaf.issuer().to_string());
+    let issuer = issuer_cn(leaf);
     Ok(CertInfo {
         serial: leaf.tbs_certificate.serial.to_str_radix(16),
         not_before: when(leaf.validity().not_before),
         not_after: when(leaf.validity().not_after),
         names,
+        chain_to: issuer.clone(),
         issuer,
     })
+}
+
+/// The issuer's CN, or the whole issuer name when it has no CN.
+fn issuer_cn(cert: &X509Certificate<'_>) -> String {
+    cert.issuer()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| cert.issuer().to_string())
 }
 
 /// The files written into `--out`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Files {
-    pub key: PathBuf,
+    /// Absent when the CSR was the user's (`--csr`): we never had the key.
+    pub key: Option<PathBuf>,
     pub cert: PathBuf,
     pub chain: PathBuf,
     pub fullchain: PathBuf,
@@ -183,16 +319,19 @@ impl Files {
     /// The four paths inside `dir`.
     pub fn in_dir(dir: &Path) -> Self {
         Files {
-            key: dir.join("key.pem"),
+            key: Some(dir.join("key.pem")),
             cert: dir.join("cert.pem"),
             chain: dir.join("chain.pem"),
             fullchain: dir.join("fullchain.pem"),
         }
     }
 
-    /// Writes the key (0600) and the three certificate files, each atomically.
-    pub fn write(&self, key: &CertKey, issued: &Issued) -> Result<()> {
-        write_atomic(&self.key, key.pkcs8_pem().as_bytes(), 0o600)?;
+    /// Writes the key (0600, unless the CSR was the user's) and the three certificate files,
+    /// each atomically.
+    pub fn write(&self, key: Option<&CertKey>, issued: &Issued) -> Result<()> {
+        if let (Some(key), Some(path)) = (key, &self.key) {
+            write_atomic(path, key.pkcs8_pem().as_bytes(), 0o600)?;
+        }
         write_atomic(&self.cert, issued.leaf_pem().as_bytes(), 0o644)?;
         write_atomic(&self.chain, issued.chain_pem().as_bytes(), 0o644)?;
         write_atomic(&self.fullchain, issued.fullchain_pem().as_bytes(), 0o644)?;
@@ -247,7 +386,7 @@ mod tests {
 
     #[test]
     fn csr_names_every_identifier_and_verifies() {
-        let key = CertKey::generate().unwrap();
+        let key = CertKey::generate(KeyType::Ec256).unwrap();
         let names = vec!["example.test".to_string(), "*.example.test".to_string()];
         let der = key.csr_der(&names).unwrap();
         let (_, csr) = X509CertificationRequest::from_der(&der).unwrap();
@@ -272,30 +411,74 @@ mod tests {
 
     #[test]
     fn chain_must_carry_our_key() {
-        let key = CertKey::generate().unwrap();
-        let other = CertKey::generate().unwrap();
+        let key = CertKey::generate(KeyType::Ec256).unwrap();
+        let other = CertKey::generate(KeyType::Ec256).unwrap();
         let pem = self_signed(&key);
-        let issued = Issued::from_pem(pem.as_bytes(), &key).unwrap();
+        let issued = Issued::from_pem(pem.as_bytes(), key.public_key_raw()).unwrap();
         assert_eq!(issued.info.names, ["a.test"]);
         assert_eq!(issued.leaf_pem(), issued.fullchain_pem());
         assert_eq!(issued.chain_pem(), "");
-        let err = Issued::from_pem(pem.as_bytes(), &other).unwrap_err();
+        let err = Issued::from_pem(pem.as_bytes(), other.public_key_raw()).unwrap_err();
         assert!(err.contains("does not carry our certificate key"));
-        assert!(Issued::from_pem(b"not pem at all", &key).is_err());
-        assert!(Issued::from_pem(b"", &key).is_err());
+        assert!(Issued::from_pem(b"not pem at all", key.public_key_raw()).is_err());
+        assert!(Issued::from_pem(b"", key.public_key_raw()).is_err());
+    }
+
+    #[test]
+    fn every_key_type_makes_a_csr_that_verifies_and_a_key_rustls_loads() {
+        for kind in [KeyType::Ec256, KeyType::Ec384, KeyType::Rsa2048] {
+            let key = CertKey::generate(kind).unwrap();
+            let der = key
+                .csr_der(&["k.test".to_string(), "127.0.0.1".to_string()])
+                .unwrap();
+            let (_, csr) = X509CertificationRequest::from_der(&der).unwrap();
+            csr.verify_signature().unwrap();
+            let pkcs8 = rustls_pki_types::PrivateKeyDer::Pkcs8(key.pkcs8_der().into());
+            rustls::crypto::ring::sign::any_supported_type(&pkcs8).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_user_csr_gives_its_names_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = CertKey::generate(KeyType::Ec256).unwrap();
+        let der = key
+            .csr_der(&["u.test".to_string(), "::1".to_string()])
+            .unwrap();
+        let pem_path = dir.path().join("req.pem");
+        fs::write(
+            &pem_path,
+            pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", der.clone())),
+        )
+        .unwrap();
+        let der_path = dir.path().join("req.der");
+        fs::write(&der_path, &der).unwrap();
+        for path in [&pem_path, &der_path] {
+            let csr = UserCsr::load(path).unwrap();
+            assert_eq!(csr.names, ["u.test", "::1"]);
+            assert_eq!(csr.public_key, key.public_key_raw());
+        }
+        let mut bad = der.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        fs::write(&der_path, &bad).unwrap();
+        assert!(UserCsr::load(&der_path).is_err());
+        fs::write(&der_path, b"junk").unwrap();
+        assert!(UserCsr::load(&der_path).unwrap_err().contains("PKCS#10"));
     }
 
     #[test]
     fn files_are_written_atomically_with_a_private_key_0600() {
         let dir = tempfile::tempdir().unwrap();
-        let key = CertKey::generate().unwrap();
-        let issued = Issued::from_pem(self_signed(&key).as_bytes(), &key).unwrap();
+        let key = CertKey::generate(KeyType::Ec256).unwrap();
+        let issued = Issued::from_pem(self_signed(&key).as_bytes(), key.public_key_raw()).unwrap();
         let files = Files::in_dir(dir.path());
-        files.write(&key, &issued).unwrap();
-        let mode = fs::metadata(&files.key).unwrap().permissions().mode() & 0o777;
+        files.write(Some(&key), &issued).unwrap();
+        let key_path = files.key.clone().unwrap();
+        let mode = fs::metadata(&key_path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert!(
-            fs::read_to_string(&files.key)
+            fs::read_to_string(&key_path)
                 .unwrap()
                 .contains("BEGIN PRIVATE KEY")
         );

@@ -9,6 +9,9 @@ use clap::{Parser, ValueEnum};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 
+use crate::acme::jws::AccountKeyType;
+use crate::acme::machine::{CertRequest, Eab};
+use crate::cert::{KeyType, UserCsr};
 use crate::challenge::ChallengeKind;
 use crate::error::{Error, Result};
 
@@ -22,7 +25,36 @@ pub enum ChallengeArg {
     Http01,
     /// dns-01: the CA looks up TXT _acme-challenge.NAME on our DNS server (--dns-port)
     Dns01,
+    /// tls-alpn-01: the CA connects to --https-port with ALPN acme-tls/1 (RFC 8737)
+    Tlsalpn01,
 }
+
+/// Well-known ACME directories, usable by name with `--dir`.
+pub const DIRECTORY_PRESETS: &[(&str, &str)] = &[
+    (
+        "letsencrypt",
+        "https://acme-v02.api.letsencrypt.org/directory",
+    ),
+    (
+        "letsencrypt-staging",
+        "https://acme-staging-v02.api.letsencrypt.org/directory",
+    ),
+    ("zerossl", "https://acme.zerossl.com/v2/DV90"),
+    ("buypass", "https://api.buypass.com/acme/directory"),
+    (
+        "buypass-test",
+        "https://api.test4.buypass.no/acme/directory",
+    ),
+    ("google", "https://dv.acme-v02.api.pki.goog/directory"),
+    (
+        "google-test",
+        "https://dv.acme-v02.test-api.pki.goog/directory",
+    ),
+    ("pebble", "https://localhost:14000/dir"),
+];
+
+const DIR_HELP: &str = "ACME directory URL, or one of: letsencrypt, letsencrypt-staging, zerossl, \
+buypass, buypass-test, google, google-test, pebble (https://localhost:14000/dir)";
 
 /// Obtain a certificate from an ACME CA (RFC 8555) and serve it over HTTPS.
 #[derive(Debug, Parser)]
@@ -32,80 +64,170 @@ pub struct Cli {
     #[arg(value_enum)]
     pub challenge: ChallengeArg,
 
-    /// ACME directory URL, e.g. https://127.0.0.1:14000/dir for a local Pebble
-    #[arg(long, env = "ACME_DIR", value_name = "URL")]
+    #[arg(long, env = "ACME_DIR", value_name = "URL|NAME", help = DIR_HELP, help_heading = "The CA")]
     pub dir: String,
 
-    /// Address our DNS server gives for A queries of the requested names
-    #[arg(long, value_name = "IPv4")]
-    pub record: Ipv4Addr,
+    /// PEM roots trusted for the CA's HTTPS (default: the system's roots)
+    #[arg(
+        long,
+        env = "ACME_CA_BUNDLE",
+        value_name = "FILE",
+        help_heading = "The CA"
+    )]
+    pub ca_bundle: Option<PathBuf>,
 
-    /// A name for the certificate (repeatable, 1 to 100; *.NAME only with dns01)
+    /// A DNS name or IP address for the certificate (repeatable, 1 to 100; *.NAME only with
+    /// dns01; IP addresses only with http01 and tlsalpn01)
     #[arg(
         long = "domain",
         value_name = "NAME",
-        required = true,
-        allow_hyphen_values = true
+        allow_hyphen_values = true,
+        help_heading = "The certificate"
     )]
     pub domains: Vec<String>,
 
+    /// Address our DNS server gives for A queries of the requested names
+    #[arg(long, value_name = "IPv4", help_heading = "The certificate")]
+    pub record: Ipv4Addr,
+
+    /// Type of the certificate's key
+    #[arg(
+        long,
+        value_enum,
+        value_name = "TYPE",
+        default_value = "ec256",
+        help_heading = "The certificate"
+    )]
+    pub key_type: KeyType,
+
+    /// Finalize with this CSR (PEM or DER) instead of a key made here; its names are used and no
+    /// key file is written (so nothing is served over HTTPS)
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "key_type",
+        help_heading = "The certificate"
+    )]
+    pub csr: Option<PathBuf>,
+
+    /// Prefer the chain whose topmost certificate is issued by this CN (falls back to the default)
+    #[arg(long, value_name = "ISSUER CN", help_heading = "The certificate")]
+    pub preferred_chain: Option<String>,
+
     /// Revoke the certificate right after obtaining it (it is still served)
-    #[arg(long)]
+    #[arg(long, help_heading = "The certificate")]
     pub revoke: bool,
 
-    /// PEM roots trusted for the CA's HTTPS (default: the system's roots)
-    #[arg(long, env = "ACME_CA_BUNDLE", value_name = "FILE")]
-    pub ca_bundle: Option<PathBuf>,
+    /// PEM (PKCS#8) account key to use; created (mode 0600) if the file does not exist
+    #[arg(long, value_name = "FILE", help_heading = "The account")]
+    pub account_key: Option<PathBuf>,
+
+    /// Type of a newly created account key
+    #[arg(
+        long,
+        value_enum,
+        value_name = "TYPE",
+        default_value = "es256",
+        help_heading = "The account"
+    )]
+    pub account_key_type: AccountKeyType,
+
+    /// A contact URL for the account, e.g. mailto:admin@example.com (repeatable)
+    #[arg(long, value_name = "URL", help_heading = "The account")]
+    pub contact: Vec<String>,
+
+    /// External Account Binding key identifier from the CA
+    #[arg(
+        long,
+        value_name = "KID",
+        requires = "eab_hmac_key",
+        help_heading = "The account"
+    )]
+    pub eab_kid: Option<String>,
+
+    /// External Account Binding MAC key from the CA (base64url)
+    #[arg(
+        long,
+        value_name = "KEY",
+        requires = "eab_kid",
+        help_heading = "The account"
+    )]
+    pub eab_hmac_key: Option<String>,
 
     /// Directory for key.pem, cert.pem, chain.pem and fullchain.pem
-    #[arg(long, value_name = "DIR", default_value = ".")]
+    #[arg(long, value_name = "DIR", default_value = ".", help_heading = "Output")]
     pub out: PathBuf,
 
     /// Obtain, write the files, print the summary and exit (no HTTPS or shutdown server)
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub no_serve: bool,
 
     /// Print the summary as JSON on stdout
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub json: bool,
 
+    /// Overall deadline in seconds for obtaining the certificate
+    #[arg(long, value_name = "SECS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=86_400), help_heading = "Output")]
+    pub timeout: u64,
+
+    /// More logging on stderr (-v debug, -vv trace); RUST_LOG also works
+    #[arg(short, long, action = clap::ArgAction::Count, help_heading = "Output")]
+    pub verbose: u8,
+
+    /// Less logging on stderr (-q warnings, -qq errors only)
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "verbose", help_heading = "Output")]
+    pub quiet: u8,
+
     /// Address every server listens on
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "0.0.0.0",
+        help_heading = "Servers"
+    )]
     pub bind: IpAddr,
 
     /// Address of the shutdown endpoint (default: --bind). Anyone who reaches it can stop the
     /// process: keep it on 127.0.0.1 unless remote shutdown is wanted
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", help_heading = "Servers")]
     pub shutdown_bind: Option<IpAddr>,
 
     /// DNS server port (UDP and TCP)
-    #[arg(long, value_name = "PORT", default_value_t = 10053)]
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value_t = 10053,
+        help_heading = "Servers"
+    )]
     pub dns_port: u16,
 
     /// http-01 responder port
-    #[arg(long, value_name = "PORT", default_value_t = 5002)]
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value_t = 5002,
+        help_heading = "Servers"
+    )]
     pub http_port: u16,
 
-    /// HTTPS port serving the certificate
-    #[arg(long, value_name = "PORT", default_value_t = 5001)]
+    /// HTTPS port: the certificate once obtained, and tls-alpn-01 validation
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value_t = 5001,
+        help_heading = "Servers"
+    )]
     pub https_port: u16,
 
     /// Port of GET /shutdown
-    #[arg(long, value_name = "PORT", default_value_t = 5003)]
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value_t = 5003,
+        help_heading = "Servers"
+    )]
     pub shutdown_port: u16,
-
-    /// Overall deadline in seconds for obtaining the certificate
-    #[arg(long, value_name = "SECS", default_value_t = 120,
-          value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub timeout: u64,
-
-    /// More logging on stderr (-v debug, -vv trace); RUST_LOG also works
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    pub verbose: u8,
-
-    /// Less logging on stderr (-q warnings, -qq errors only)
-    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "verbose")]
-    pub quiet: u8,
 }
 
 /// The CA's trust roots given with `--ca-bundle`.
@@ -115,13 +237,23 @@ pub struct CaBundle {
     pub roots: Vec<CertificateDer<'static>>,
 }
 
+/// The account key to use.
+#[derive(Debug, Clone)]
+pub struct AccountKeyConfig {
+    /// `--account-key`: loaded if it exists, else created there.
+    pub path: Option<PathBuf>,
+    /// The type of a key created here.
+    pub kind: AccountKeyType,
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub challenge: ChallengeKind,
     pub dir: String,
     pub record: Ipv4Addr,
-    /// Normalised names (lowercase, no final dot), duplicates removed, in the order given.
+    /// Normalised names (lowercase, no final dot; IP addresses in canonical form), duplicates
+    /// removed, in the order given.
     pub names: Vec<String>,
     pub revoke: bool,
     pub ca_bundle: Option<CaBundle>,
@@ -135,6 +267,11 @@ pub struct Config {
     pub https_port: u16,
     pub shutdown_port: u16,
     pub timeout: Duration,
+    pub account_key: AccountKeyConfig,
+    pub contacts: Vec<String>,
+    pub eab: Option<Eab>,
+    pub request: CertRequest,
+    pub preferred_chain: Option<String>,
 }
 
 impl Cli {
@@ -143,21 +280,50 @@ impl Cli {
         let challenge = match self.challenge {
             ChallengeArg::Http01 => ChallengeKind::Http01,
             ChallengeArg::Dns01 => ChallengeKind::Dns01,
+            ChallengeArg::Tlsalpn01 => ChallengeKind::TlsAlpn01,
         };
         let dir = validate_dir(&self.dir)?;
         let mut names: Vec<String> = Vec::new();
         for raw in &self.domains {
-            let name = normalize_name(raw).map_err(|why| {
-                Error::Usage(format!("--domain {raw:?} is not a valid DNS name: {why}"))
-            })?;
-            if name.starts_with("*.") && challenge != ChallengeKind::Dns01 {
-                return Err(Error::Usage(format!(
-                    "--domain {raw:?} is a wildcard, which only dns01 can prove (RFC 8555 §7.1.3); use dns01"
-                )));
-            }
+            let name = normalize_identifier(raw, challenge)?;
             if !names.contains(&name) {
                 names.push(name);
             }
+        }
+        let mut serve = !self.no_serve;
+        let request = match &self.csr {
+            None => CertRequest::Generate(self.key_type),
+            Some(path) => {
+                let csr = UserCsr::load(path).map_err(|why| {
+                    Error::Usage(format!(
+                        "--csr {}: {why}; give a PEM or DER PKCS#10 request",
+                        path.display()
+                    ))
+                })?;
+                let mut from_csr: Vec<String> = Vec::new();
+                for raw in &csr.names {
+                    let name = normalize_identifier(raw, challenge)?;
+                    if !from_csr.contains(&name) {
+                        from_csr.push(name);
+                    }
+                }
+                if !names.is_empty() && sorted(&names) != sorted(&from_csr) {
+                    return Err(Error::Usage(format!(
+                        "--domain names ({}) differ from the names in --csr ({}); give the same names or leave out --domain",
+                        names.join(", "),
+                        from_csr.join(", ")
+                    )));
+                }
+                names = from_csr;
+                // The key stays with the user, so there is nothing to serve with.
+                serve = false;
+                CertRequest::Csr(csr)
+            }
+        };
+        if names.is_empty() {
+            return Err(Error::Usage(
+                "no name given: add --domain NAME (or --csr FILE)".into(),
+            ));
         }
         if names.len() > MAX_NAMES {
             return Err(Error::Usage(format!(
@@ -165,14 +331,15 @@ impl Cli {
                 names.len()
             )));
         }
+        let tls_port_used = serve || challenge == ChallengeKind::TlsAlpn01;
         let tcp_ports = [
             (
                 "--http-port",
                 self.http_port,
                 challenge == ChallengeKind::Http01,
             ),
-            ("--https-port", self.https_port, !self.no_serve),
-            ("--shutdown-port", self.shutdown_port, !self.no_serve),
+            ("--https-port", self.https_port, tls_port_used),
+            ("--shutdown-port", self.shutdown_port, serve),
         ];
         for (i, (flag_a, port_a, used_a)) in tcp_ports.iter().enumerate() {
             for (flag_b, port_b, used_b) in &tcp_ports[i + 1..] {
@@ -183,6 +350,24 @@ impl Cli {
                 }
             }
         }
+        for contact in &self.contact {
+            if !contact.contains(':') || contact.starts_with(':') {
+                return Err(Error::Usage(format!(
+                    "--contact {contact:?} is not a URL; write it as mailto:admin@example.com"
+                )));
+            }
+        }
+        let eab = match (self.eab_kid, self.eab_hmac_key) {
+            (Some(kid), Some(key)) => Some(Eab {
+                kid,
+                hmac_key: decode_mac_key(&key).ok_or_else(|| {
+                    Error::Usage(
+                        "--eab-hmac-key is not base64url; paste the MAC key exactly as the CA gave it".into(),
+                    )
+                })?,
+            }),
+            _ => None,
+        };
         let ca_bundle = self.ca_bundle.map(load_ca_bundle).transpose()?;
         Ok(Config {
             challenge,
@@ -192,7 +377,7 @@ impl Cli {
             revoke: self.revoke,
             ca_bundle,
             out: self.out,
-            serve: !self.no_serve,
+            serve,
             json: self.json,
             bind: self.bind,
             shutdown_bind: self.shutdown_bind.unwrap_or(self.bind),
@@ -201,6 +386,14 @@ impl Cli {
             https_port: self.https_port,
             shutdown_port: self.shutdown_port,
             timeout: Duration::from_secs(self.timeout),
+            account_key: AccountKeyConfig {
+                path: self.account_key,
+                kind: self.account_key_type,
+            },
+            contacts: self.contact,
+            eab,
+            request,
+            preferred_chain: self.preferred_chain,
         })
     }
 
@@ -216,7 +409,48 @@ impl Cli {
     }
 }
 
+fn sorted(names: &[String]) -> Vec<String> {
+    let mut v = names.to_vec();
+    v.sort();
+    v
+}
+
+/// base64url as RFC 8555 §7.3.4 has it, also accepting padding or the standard alphabet.
+fn decode_mac_key(key: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
+    let key = key.trim();
+    [URL_SAFE_NO_PAD, URL_SAFE, STANDARD]
+        .iter()
+        .find_map(|engine| engine.decode(key).ok())
+        .filter(|k| !k.is_empty())
+}
+
+/// A `--domain` value as an identifier: an IP address in canonical form (RFC 8738; not with
+/// dns-01, §7), or a normalised DNS name.
+fn normalize_identifier(raw: &str, challenge: ChallengeKind) -> Result<String> {
+    if let Ok(ip) = raw.parse::<IpAddr>() {
+        if challenge == ChallengeKind::Dns01 {
+            return Err(Error::Usage(format!(
+                "--domain {raw}: an IP address cannot be proven with dns01 (RFC 8738 §7); use http01 or tlsalpn01"
+            )));
+        }
+        return Ok(ip.to_string());
+    }
+    let name = normalize_name(raw)
+        .map_err(|why| Error::Usage(format!("--domain {raw:?} is not a valid DNS name: {why}")))?;
+    if name.starts_with("*.") && challenge != ChallengeKind::Dns01 {
+        return Err(Error::Usage(format!(
+            "--domain {raw:?} is a wildcard, which only dns01 can prove (RFC 8555 §7.1.3); use dns01"
+        )));
+    }
+    Ok(name)
+}
+
 fn validate_dir(raw: &str) -> Result<String> {
+    if let Some((_, url)) = DIRECTORY_PRESETS.iter().find(|(name, _)| *name == raw) {
+        return Ok((*url).to_owned());
+    }
     let url = reqwest::Url::parse(raw).map_err(|e| {
         Error::Usage(format!(
             "--dir {raw:?} is not a URL ({e}); give the CA's directory, e.g. https://127.0.0.1:14000/dir"
@@ -277,7 +511,7 @@ pub fn normalize_name(raw: &str) -> std::result::Result<String, String> {
         return normalize_name(&format!("{prefix}{ascii}"));
     }
     if trimmed.parse::<IpAddr>().is_ok() {
-        return Err("it is an IP address; only DNS names are supported".into());
+        return Err("it is an IP address, not a DNS name".into());
     }
     let name = trimmed.to_ascii_lowercase();
     if name.len() > 253 {
@@ -405,6 +639,100 @@ mod tests {
         ]);
         let config = cli(&dns).unwrap();
         assert_eq!(config.names, ["*.example.test", "example.test"]);
+    }
+
+    #[test]
+    fn directory_presets_map_to_the_real_urls() {
+        for (name, url) in [
+            (
+                "letsencrypt",
+                "https://acme-v02.api.letsencrypt.org/directory",
+            ),
+            (
+                "letsencrypt-staging",
+                "https://acme-staging-v02.api.letsencrypt.org/directory",
+            ),
+            ("zerossl", "https://acme.zerossl.com/v2/DV90"),
+            ("buypass", "https://api.buypass.com/acme/directory"),
+            (
+                "buypass-test",
+                "https://api.test4.buypass.no/acme/directory",
+            ),
+            ("google", "https://dv.acme-v02.api.pki.goog/directory"),
+            (
+                "google-test",
+                "https://dv.acme-v02.test-api.pki.goog/directory",
+            ),
+            ("pebble", "https://localhost:14000/dir"),
+        ] {
+            assert_eq!(validate_dir(name).unwrap(), url, "{name}");
+        }
+        assert_eq!(DIRECTORY_PRESETS.len(), 8);
+        // Every preset is named in --help.
+        for (name, _) in DIRECTORY_PRESETS {
+            assert!(DIR_HELP.contains(name), "{name} missing from --help");
+        }
+        assert!(validate_dir("letsencrypt2").is_err());
+    }
+
+    #[test]
+    fn ip_identifiers_rfc8738() {
+        let base = ["--dir", "pebble", "--record", "127.0.0.1"];
+        let mut http = vec!["http01"];
+        http.extend(base);
+        http.extend([
+            "--domain",
+            "127.0.0.1",
+            "--domain",
+            "2001:DB8::0:1",
+            "--domain",
+            "a.test",
+        ]);
+        assert_eq!(
+            cli(&http).unwrap().names,
+            ["127.0.0.1", "2001:db8::1", "a.test"]
+        );
+        let mut dns = vec!["dns01"];
+        dns.extend(base);
+        dns.extend(["--domain", "127.0.0.1"]);
+        assert!(matches!(cli(&dns), Err(Error::Usage(m)) if m.contains("RFC 8738")));
+    }
+
+    #[test]
+    fn eab_and_contacts_are_checked() {
+        let base = [
+            "http01",
+            "--dir",
+            "pebble",
+            "--record",
+            "127.0.0.1",
+            "--domain",
+            "a.test",
+        ];
+        let with = |more: &[&str]| {
+            let mut v = base.to_vec();
+            v.extend_from_slice(more);
+            cli(&v)
+        };
+        let ok = with(&[
+            "--eab-kid",
+            "kid-1",
+            "--eab-hmac-key",
+            "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W",
+        ])
+        .unwrap();
+        assert_eq!(ok.eab.unwrap().hmac_key.len(), 48);
+        assert!(matches!(
+            with(&["--eab-kid", "k", "--eab-hmac-key", "not base64!"]),
+            Err(Error::Usage(_))
+        ));
+        assert!(
+            matches!(with(&["--contact", "admin@example.com"]), Err(Error::Usage(m)) if m.contains("mailto:"))
+        );
+        assert_eq!(
+            with(&["--contact", "mailto:a@b.test"]).unwrap().contacts,
+            ["mailto:a@b.test"]
+        );
     }
 
     #[test]

@@ -63,11 +63,11 @@ pub enum Error {
     Connect { url: String, detail: String },
 
     /// The CA answered with an RFC 7807 problem document (RFC 8555 §6.7).
-    #[error("the CA refused: {problem}")]
+    #[error("the CA refused: {problem}{}", hint(problem))]
     Acme { problem: Problem },
 
     /// An authorization or order the CA declared invalid (RFC 8555 §7.1.6).
-    #[error("{what} is invalid: {problem}")]
+    #[error("{what} is invalid: {problem}{}", hint(problem))]
     Invalid { what: String, problem: Problem },
 
     /// An answer from the CA that does not follow RFC 8555 (bad JSON, missing header, not PEM).
@@ -134,6 +134,13 @@ impl Error {
     pub fn is_bad_nonce(&self) -> bool {
         matches!(self, Error::Acme { problem } if problem.is_type("badNonce"))
     }
+}
+
+fn hint(problem: &Problem) -> String {
+    problem
+        .hint()
+        .map(|h| format!(" ({h})"))
+        .unwrap_or_default()
 }
 
 /// The crate's result type.

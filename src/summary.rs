@@ -17,6 +17,8 @@ pub struct Summary<'a> {
     pub challenge: &'static str,
     pub serial: &'a str,
     pub issuer: &'a str,
+    /// Issuer CN of the topmost certificate of the chain.
+    pub chain_to: &'a str,
     pub not_before: &'a str,
     pub not_after: &'a str,
     pub revoked: bool,
@@ -57,6 +59,7 @@ impl<'a> Summary<'a> {
             challenge,
             serial: &info.serial,
             issuer: &info.issuer,
+            chain_to: &info.chain_to,
             not_before: &info.not_before,
             not_after: &info.not_after,
             revoked: outcome.revoked,
@@ -83,17 +86,25 @@ impl<'a> Summary<'a> {
 
     /// A few aligned lines for a terminal.
     pub fn human(&self) -> String {
+        let files = [
+            Some(&self.files.fullchain),
+            Some(&self.files.cert),
+            Some(&self.files.chain),
+            self.files.key.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
         let mut out = format!(
-            "certificate for {}\n  serial    {}\n  issuer    {}\n  valid     {} to {}\n  files     {}, {}, {}, {}\n",
+            "certificate for {}\n  serial    {}\n  issuer    {} (chain to {})\n  valid     {} to {}\n  files     {files}\n",
             self.names.join(", "),
             self.serial,
             self.issuer,
+            self.chain_to,
             self.not_before,
             self.not_after,
-            self.files.fullchain.display(),
-            self.files.cert.display(),
-            self.files.chain.display(),
-            self.files.key.display(),
         );
         if self.revoked {
             out.push_str("  revoked   yes\n");

@@ -1,5 +1,6 @@
 //! The account key and JSON Web Signatures on ring: JWK (RFC 7517), thumbprint (RFC 7638),
-//! flattened JWS (RFC 7515, as RFC 8555 §6.2 profiles it) and key authorizations (RFC 8555 §8.1).
+//! flattened JWS (RFC 7515, as RFC 8555 §6.2 profiles it), key authorizations (RFC 8555 §8.1)
+//! and External Account Binding (RFC 8555 §7.3.4).
 //!
 //! The transport (`client.rs`) decides the nonce, URL and `jwk`/`kid` header; this module only signs.
 
@@ -7,7 +8,10 @@ use std::fmt;
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use ring::rand::SystemRandom;
-use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+use ring::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _,
+    RSA_PKCS1_SHA256, RsaKeyPair, RsaPublicKeyComponents,
+};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
@@ -57,9 +61,27 @@ impl Jwk {
     }
 }
 
-/// The ACME account key. ES256 (ECDSA P-256 with SHA-256).
+/// The account key's algorithm (RFC 7518 §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccountKeyType {
+    /// ECDSA P-256 with SHA-256
+    Es256,
+    /// ECDSA P-384 with SHA-384
+    Es384,
+    /// RSA 2048 PKCS#1 v1.5 with SHA-256
+    Rs256,
+}
+
+enum Signer {
+    Ec(EcdsaKeyPair),
+    Rsa(RsaKeyPair),
+}
+
+/// The ACME account key: ES256, ES384 or RS256, signing with ring.
 pub struct AccountKey {
-    pair: EcdsaKeyPair,
+    signer: Signer,
+    kind: AccountKeyType,
+    pkcs8: Vec<u8>,
     rng: SystemRandom,
     jwk: Jwk,
 }
@@ -67,37 +89,113 @@ pub struct AccountKey {
 impl fmt::Debug for AccountKey {
     // Never print key material.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AccountKey(ES256, thumbprint {})", self.jwk.thumbprint())
+        write!(
+            f,
+            "AccountKey({}, thumbprint {})",
+            self.alg(),
+            self.jwk.thumbprint()
+        )
     }
 }
 
+/// The unsigned big-endian integer without leading zero octets (RFC 7518 §6.3.1.1).
+fn unsigned(bytes: &[u8]) -> &[u8] {
+    let first = bytes
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(bytes.len().saturating_sub(1));
+    &bytes[first..]
+}
+
 impl AccountKey {
-    /// Generates a fresh ES256 key.
-    pub fn generate() -> Result<Self> {
+    /// Generates a fresh key of `kind`. RSA keys come from the `rsa` crate (ring cannot generate
+    /// them); ring signs with every kind.
+    pub fn generate(kind: AccountKeyType) -> Result<Self> {
         let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-            .map_err(|_| Error::Local("cannot generate the ES256 account key".into()))?;
-        Self::from_pkcs8(pkcs8.as_ref())
+        let pkcs8 = match kind {
+            AccountKeyType::Es256 | AccountKeyType::Es384 => {
+                let alg = if kind == AccountKeyType::Es256 {
+                    &ECDSA_P256_SHA256_FIXED_SIGNING
+                } else {
+                    &ECDSA_P384_SHA384_FIXED_SIGNING
+                };
+                EcdsaKeyPair::generate_pkcs8(alg, &rng)
+                    .map_err(|_| Error::Local("cannot generate the account key".into()))?
+                    .as_ref()
+                    .to_vec()
+            }
+            AccountKeyType::Rs256 => crate::cert::rsa_pkcs8(2048)?,
+        };
+        Self::from_pkcs8(&pkcs8)
     }
 
-    /// Loads an ES256 key from PKCS#8 DER.
+    /// Loads a PKCS#8 key, recognising P-256, P-384 and RSA keys.
     pub fn from_pkcs8(der: &[u8]) -> Result<Self> {
         let rng = SystemRandom::new();
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng)
-            .map_err(|e| Error::Local(format!("the account key is not a P-256 PKCS#8 key: {e}")))?;
-        // The public key is the uncompressed point 0x04 || X || Y (SEC 1 §2.3.3).
-        let point = pair.public_key().as_ref();
-        let jwk = Jwk::Ec {
-            crv: "P-256",
-            x: b64(&point[1..33]),
-            y: b64(&point[33..65]),
+        let ec = |alg, crv, kind| {
+            EcdsaKeyPair::from_pkcs8(alg, der, &rng).ok().map(|pair| {
+                // The public key is the uncompressed point 0x04 || X || Y (SEC 1 §2.3.3).
+                let point = pair.public_key().as_ref();
+                let half = (point.len() - 1) / 2;
+                let jwk = Jwk::Ec {
+                    crv,
+                    x: b64(&point[1..1 + half]),
+                    y: b64(&point[1 + half..]),
+                };
+                (Signer::Ec(pair), kind, jwk)
+            })
         };
-        Ok(AccountKey { pair, rng, jwk })
+        let found = ec(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            "P-256",
+            AccountKeyType::Es256,
+        )
+        .or_else(|| {
+            ec(
+                &ECDSA_P384_SHA384_FIXED_SIGNING,
+                "P-384",
+                AccountKeyType::Es384,
+            )
+        })
+        .or_else(|| {
+            RsaKeyPair::from_pkcs8(der).ok().map(|pair| {
+                let public = RsaPublicKeyComponents::<Vec<u8>>::from(pair.public());
+                let jwk = Jwk::Rsa {
+                    n: b64(unsigned(&public.n)),
+                    e: b64(unsigned(&public.e)),
+                };
+                (Signer::Rsa(pair), AccountKeyType::Rs256, jwk)
+            })
+        });
+        let (signer, kind, jwk) = found.ok_or_else(|| {
+            Error::Local("the account key is not a PKCS#8 P-256, P-384 or RSA private key".into())
+        })?;
+        Ok(AccountKey {
+            signer,
+            kind,
+            pkcs8: der.to_vec(),
+            rng,
+            jwk,
+        })
+    }
+
+    /// The key's type.
+    pub fn kind(&self) -> AccountKeyType {
+        self.kind
+    }
+
+    /// The key as PKCS#8 PEM, to keep it in `--account-key`.
+    pub fn pkcs8_pem(&self) -> String {
+        pem::encode(&pem::Pem::new("PRIVATE KEY", self.pkcs8.clone()))
     }
 
     /// The JWS `alg` of this key (RFC 7518 §3.1).
     pub fn alg(&self) -> &'static str {
-        "ES256"
+        match self.kind {
+            AccountKeyType::Es256 => "ES256",
+            AccountKeyType::Es384 => "ES384",
+            AccountKeyType::Rs256 => "RS256",
+        }
     }
 
     /// The public key as a JWK.
@@ -116,15 +214,40 @@ impl AccountKey {
         let protected = b64(protected.to_string());
         let payload = payload.map(|p| b64(p.to_string())).unwrap_or_default();
         let signing_input = format!("{protected}.{payload}");
-        let sig = self
-            .pair
-            .sign(&self.rng, signing_input.as_bytes())
-            .map_err(|_| Error::Local("ES256 signing failed".into()))?;
+        let failed = |_| Error::Local(format!("{} signing failed", self.alg()));
+        let signature = match &self.signer {
+            Signer::Ec(pair) => pair
+                .sign(&self.rng, signing_input.as_bytes())
+                .map_err(failed)?
+                .as_ref()
+                .to_vec(),
+            Signer::Rsa(pair) => {
+                let mut sig = vec![0; pair.public().modulus_len()];
+                pair.sign(
+                    &RSA_PKCS1_SHA256,
+                    &self.rng,
+                    signing_input.as_bytes(),
+                    &mut sig,
+                )
+                .map_err(failed)?;
+                sig
+            }
+        };
         Ok(json!({
             "protected": protected,
             "payload": payload,
-            "signature": b64(sig.as_ref()),
+            "signature": b64(signature),
         }))
+    }
+
+    /// The `externalAccountBinding` object (RFC 8555 §7.3.4): this key's JWK signed with HS256
+    /// under the CA-issued MAC key.
+    pub fn external_account_binding(&self, kid: &str, hmac_key: &[u8], url: &str) -> Value {
+        let protected = b64(json!({"alg": "HS256", "kid": kid, "url": url}).to_string());
+        let payload = b64(self.jwk.to_json().to_string());
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, hmac_key);
+        let tag = ring::hmac::sign(&key, format!("{protected}.{payload}").as_bytes());
+        json!({"protected": protected, "payload": payload, "signature": b64(tag.as_ref())})
     }
 }
 
@@ -172,7 +295,7 @@ mod tests {
 
     #[test]
     fn key_authorization_rfc8555_8_1() {
-        let key = AccountKey::generate().unwrap();
+        let key = AccountKey::generate(AccountKeyType::Es256).unwrap();
         let ka = key.key_authorization("evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA");
         let (token, thumb) = ka.split_once('.').unwrap();
         assert_eq!(token, "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA");
@@ -184,7 +307,7 @@ mod tests {
 
     #[test]
     fn es256_jws_verifies_with_the_jwk_public_key() {
-        let key = AccountKey::generate().unwrap();
+        let key = AccountKey::generate(AccountKeyType::Es256).unwrap();
         let protected = json!({"alg": key.alg(), "nonce": "n", "url": "https://x/acct", "jwk": key.jwk().to_json()});
         let jws = key
             .sign(&protected, Some(&json!({"termsOfServiceAgreed": true})))
@@ -211,18 +334,131 @@ mod tests {
         assert_eq!(header["jwk"]["crv"], "P-256");
     }
 
+    fn verify(key: &AccountKey, jws: &Value) {
+        use ring::signature::{
+            ECDSA_P384_SHA384_FIXED, RSA_PKCS1_2048_8192_SHA256, RsaPublicKeyComponents,
+        };
+        let (p, pl, s) = (
+            jws["protected"].as_str().unwrap(),
+            jws["payload"].as_str().unwrap(),
+            jws["signature"].as_str().unwrap(),
+        );
+        let msg = format!("{p}.{pl}");
+        let sig = URL_SAFE_NO_PAD.decode(s).unwrap();
+        match key.jwk() {
+            Jwk::Ec { crv, x, y } => {
+                let mut point = vec![4u8];
+                point.extend(URL_SAFE_NO_PAD.decode(x).unwrap());
+                point.extend(URL_SAFE_NO_PAD.decode(y).unwrap());
+                let alg = if *crv == "P-256" {
+                    &ECDSA_P256_SHA256_FIXED
+                } else {
+                    &ECDSA_P384_SHA384_FIXED
+                };
+                UnparsedPublicKey::new(alg, &point)
+                    .verify(msg.as_bytes(), &sig)
+                    .unwrap();
+            }
+            Jwk::Rsa { n, e } => {
+                let public = RsaPublicKeyComponents {
+                    n: URL_SAFE_NO_PAD.decode(n).unwrap(),
+                    e: URL_SAFE_NO_PAD.decode(e).unwrap(),
+                };
+                public
+                    .verify(&RSA_PKCS1_2048_8192_SHA256, msg.as_bytes(), &sig)
+                    .unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn every_account_key_type_signs_verifiably_and_round_trips_pkcs8() {
+        for (kind, alg, sig_len) in [
+            (AccountKeyType::Es256, "ES256", 64),
+            (AccountKeyType::Es384, "ES384", 96),
+            (AccountKeyType::Rs256, "RS256", 256),
+        ] {
+            let key = AccountKey::generate(kind).unwrap();
+            assert_eq!(key.alg(), alg);
+            let jws = key
+                .sign(&json!({"alg": alg}), Some(&json!({"a": 1})))
+                .unwrap();
+            let sig = URL_SAFE_NO_PAD
+                .decode(jws["signature"].as_str().unwrap())
+                .unwrap();
+            assert_eq!(sig.len(), sig_len, "{alg}");
+            verify(&key, &jws);
+            // Saved and loaded again, it is the same key of the same type.
+            let pem = pem::parse(key.pkcs8_pem()).unwrap();
+            let again = AccountKey::from_pkcs8(pem.contents()).unwrap();
+            assert_eq!(again.kind(), kind);
+            assert_eq!(again.jwk().thumbprint(), key.jwk().thumbprint());
+        }
+    }
+
+    #[test]
+    fn rsa_jwk_has_no_leading_zero_octets_rfc7518_6_3_1() {
+        let key = AccountKey::generate(AccountKeyType::Rs256).unwrap();
+        let Jwk::Rsa { n, e } = key.jwk() else {
+            panic!()
+        };
+        assert_eq!(e, "AQAB");
+        let n = URL_SAFE_NO_PAD.decode(n).unwrap();
+        assert_eq!(n.len(), 256);
+        assert_ne!(n[0], 0);
+    }
+
+    #[test]
+    fn external_account_binding_rfc8555_7_3_4() {
+        let key = AccountKey::generate(AccountKeyType::Es256).unwrap();
+        let mac = b"0123456789abcdef0123456789abcdef";
+        let eab = key.external_account_binding("kid-1", mac, "https://ca/new-account");
+        let protected: Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(eab["protected"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            protected,
+            json!({"alg": "HS256", "kid": "kid-1", "url": "https://ca/new-account"})
+        );
+        let payload: Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(eab["payload"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(payload, key.jwk().to_json());
+        let input = format!(
+            "{}.{}",
+            eab["protected"].as_str().unwrap(),
+            eab["payload"].as_str().unwrap()
+        );
+        let tag = URL_SAFE_NO_PAD
+            .decode(eab["signature"].as_str().unwrap())
+            .unwrap();
+        ring::hmac::verify(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, mac),
+            input.as_bytes(),
+            &tag,
+        )
+        .unwrap();
+    }
+
     #[test]
     fn post_as_get_has_an_empty_payload() {
-        let key = AccountKey::generate().unwrap();
+        let key = AccountKey::generate(AccountKeyType::Es256).unwrap();
         let jws = key.sign(&json!({"alg": "ES256"}), None).unwrap();
         assert_eq!(jws["payload"], "");
     }
 
     #[test]
     fn debug_never_shows_the_private_key() {
-        let key = AccountKey::generate().unwrap();
+        let key = AccountKey::generate(AccountKeyType::Es256).unwrap();
         let text = format!("{key:?}");
         assert!(text.starts_with("AccountKey(ES256, thumbprint "));
+        assert!(!text.contains(&b64(&key.pkcs8)));
         assert!(!text.contains("pkcs8"));
     }
 }

@@ -9,23 +9,41 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 use serde::Serialize;
 use serde_json::json;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use super::client::{PEM_CHAIN, RequestLog, Transport};
+use super::client::{PEM_CHAIN, Reply, RequestLog, Transport};
 use super::jws::{AccountKey, b64};
 use super::types::{
     Authorization, AuthzAction, Identifier, Order, OrderNext, authz_action, authz_problem,
     order_next,
 };
-use crate::cert::{CertKey, Issued};
+use crate::cert::{CertKey, Issued, KeyType, UserCsr};
 use crate::challenge::{ChallengeKind, ChallengeStore, http::is_token};
 use crate::error::{Error, Result};
+
+/// External Account Binding credentials (RFC 8555 §7.3.4).
+#[derive(Debug, Clone)]
+pub struct Eab {
+    pub kid: String,
+    pub hmac_key: Vec<u8>,
+}
+
+/// Where the certificate request comes from.
+#[derive(Debug, Clone)]
+pub enum CertRequest {
+    /// A fresh key of this type and a CSR made here.
+    Generate(KeyType),
+    /// The user's CSR (`--csr`); we never see the key.
+    Csr(UserCsr),
+}
 
 /// Everything the machine needs, fixed for the whole run.
 #[derive(Debug)]
 pub struct Plan {
     pub dir_url: String,
+    /// DNS names and IP addresses (RFC 8738), normalised.
     pub names: Vec<String>,
     pub kind: ChallengeKind,
     pub revoke: bool,
@@ -35,6 +53,13 @@ pub struct Plan {
     pub deadline: Instant,
     pub timeout: Duration,
     pub store: ChallengeStore,
+    /// The account key came from an existing file: look the account up before creating one.
+    pub account_known: bool,
+    pub contacts: Vec<String>,
+    pub eab: Option<Eab>,
+    pub request: CertRequest,
+    /// Issuer CN of the topmost certificate of the preferred chain (`--preferred-chain`).
+    pub preferred_chain: Option<String>,
 }
 
 /// What a finished run produced.
@@ -44,7 +69,8 @@ pub struct Outcome {
     pub order_url: String,
     pub certificate_url: String,
     pub terms_of_service: Option<String>,
-    pub key: CertKey,
+    /// The certificate key; None with the user's CSR.
+    pub key: Option<CertKey>,
     pub issued: Issued,
     pub revoked: bool,
     /// Authorizations the CA had already validated (reused), which needed no challenge.
@@ -74,16 +100,20 @@ pub struct OrderRef {
     url: String,
 }
 
+/// The certificate key being generated in the background while the CA validates (RSA keys take
+/// a moment). None with the user's CSR.
+type KeyJob = Option<JoinHandle<Result<CertKey>>>;
+
 /// One step of the exchange, with the data valid in it.
 // One value lives at a time and moves once per step; boxing would buy nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Step {
     /// Read the directory (RFC 8555 §7.1.1).
-    Directory,
+    Directory { key: AccountKey },
     /// Hold a first nonce (RFC 8555 §7.2).
     Nonce { acme: Transport },
-    /// Create the account, agreeing to the terms of service (RFC 8555 §7.3).
+    /// Find or create the account, agreeing to the terms of service (RFC 8555 §7.3).
     Account { acme: Transport },
     /// Submit the order for every name (RFC 8555 §7.4).
     Order { session: Session },
@@ -91,15 +121,20 @@ pub enum Step {
     Authorizations {
         order: OrderRef,
         authorizations: Vec<String>,
+        key: KeyJob,
     },
     /// Wait for `ready`, send the CSR, wait for `valid` (RFC 8555 §7.4).
-    Finalize { order: OrderRef, reused: usize },
-    /// Download the PEM chain (RFC 8555 §7.4.2).
+    Finalize {
+        order: OrderRef,
+        reused: usize,
+        key: KeyJob,
+    },
+    /// Download the PEM chain, and the preferred alternate if asked (RFC 8555 §7.4.2).
     Certificate {
         order: OrderRef,
         reused: usize,
         url: String,
-        key: CertKey,
+        key: Option<CertKey>,
     },
     /// Revoke the certificate just obtained (RFC 8555 §7.6).
     Revoke { order: OrderRef, done: Box<Outcome> },
@@ -111,9 +146,9 @@ impl Step {
     /// What the step is doing, for logs and error messages.
     pub fn name(&self) -> &'static str {
         match self {
-            Step::Directory => "reading the directory",
+            Step::Directory { .. } => "reading the directory",
             Step::Nonce { .. } => "getting a nonce",
-            Step::Account { .. } => "creating the account",
+            Step::Account { .. } => "finding or creating the account",
             Step::Order { .. } => "creating the order",
             Step::Authorizations { .. } => "validating the authorizations",
             Step::Finalize { .. } => "finalizing the order",
@@ -126,8 +161,7 @@ impl Step {
     /// Makes one move.
     pub async fn advance(self, plan: &Plan) -> Result<Step> {
         match self {
-            Step::Directory => {
-                let key = AccountKey::generate()?;
+            Step::Directory { key } => {
                 let acme = Transport::connect(
                     plan.http.clone(),
                     plan.trust.clone(),
@@ -153,20 +187,24 @@ impl Step {
                 Ok(Step::Account { acme })
             }
             Step::Account { acme } => {
-                let url = acme.directory().new_account.clone();
-                let reply = acme
-                    .post(&url, Some(&json!({"termsOfServiceAgreed": true})), None)
-                    .await?;
-                let account_url = reply.location()?;
-                info!(account = %account_url, "account ready");
+                let account_url = account(&acme, plan).await?;
                 acme.set_kid(account_url.clone());
                 Ok(Step::Order {
                     session: Session { acme, account_url },
                 })
             }
             Step::Order { session } => {
+                // Generate the certificate key now, off the async threads, so an RSA key is
+                // ready by the time the authorizations are.
+                let key = match &plan.request {
+                    CertRequest::Generate(kind) => {
+                        let kind = *kind;
+                        Some(tokio::task::spawn_blocking(move || CertKey::generate(kind)))
+                    }
+                    CertRequest::Csr(_) => None,
+                };
                 let identifiers: Vec<Identifier> =
-                    plan.names.iter().map(|n| Identifier::dns(n)).collect();
+                    plan.names.iter().map(|n| Identifier::for_name(n)).collect();
                 let url = session.acme.directory().new_order.clone();
                 let reply = session
                     .acme
@@ -181,20 +219,22 @@ impl Step {
                         session,
                         url: order_url,
                     },
+                    key,
                 })
             }
             Step::Authorizations {
                 order,
                 authorizations,
+                key,
             } => {
                 let acme = &order.session.acme;
                 let results =
                     try_join_all(authorizations.iter().map(|url| authorize(acme, plan, url)))
                         .await?;
                 let reused = results.iter().filter(|fresh| !**fresh).count();
-                Ok(Step::Finalize { order, reused })
+                Ok(Step::Finalize { order, reused, key })
             }
-            Step::Finalize { order, reused } => {
+            Step::Finalize { order, reused, key } => {
                 let acme = &order.session.acme;
                 let mut poll = Backoff::new(plan);
                 let finalize_url = loop {
@@ -212,8 +252,19 @@ impl Step {
                         OrderNext::Wait => poll.wait(reply.retry_after()).await?,
                     }
                 };
-                let key = CertKey::generate()?;
-                let csr = key.csr_der(&plan.names)?;
+                let (key, csr) = match (key, &plan.request) {
+                    (Some(job), _) => {
+                        let key = job.await.map_err(|e| {
+                            Error::Local(format!("the key generation task failed: {e}"))
+                        })??;
+                        let csr = key.csr_der(&plan.names)?;
+                        (Some(key), csr)
+                    }
+                    (None, CertRequest::Csr(user)) => (None, user.der.clone()),
+                    (None, CertRequest::Generate(_)) => {
+                        return Err(Error::Local("no certificate key was generated".into()));
+                    }
+                };
                 let mut reply = acme
                     .post(&finalize_url, Some(&json!({"csr": b64(&csr)})), None)
                     .await?;
@@ -243,13 +294,13 @@ impl Step {
                 key,
             } => {
                 let acme = &order.session.acme;
-                let reply = acme.post(&url, None, Some(PEM_CHAIN)).await?;
-                let issued =
-                    Issued::from_pem(&reply.body, &key).map_err(|detail| Error::Protocol {
-                        url: url.clone(),
-                        detail,
-                    })?;
-                info!(serial = %issued.info.serial, not_after = %issued.info.not_after, "certificate issued");
+                let public_key = match (&key, &plan.request) {
+                    (Some(key), _) => key.public_key_raw().to_vec(),
+                    (None, CertRequest::Csr(user)) => user.public_key.clone(),
+                    (None, CertRequest::Generate(_)) => Vec::new(),
+                };
+                let (issued, url) = download(acme, plan, url, &public_key).await?;
+                info!(serial = %issued.info.serial, not_after = %issued.info.not_after, chain_to = %issued.info.chain_to, "certificate issued");
                 let done = Box::new(Outcome {
                     account_url: order.session.account_url.clone(),
                     order_url: order.url.clone(),
@@ -294,6 +345,107 @@ impl Step {
     }
 }
 
+/// Finds the account of a known key (`onlyReturnExisting`, RFC 8555 §7.3.1), or creates one
+/// with the terms agreed, the contacts and the External Account Binding. Returns its URL.
+async fn account(acme: &Transport, plan: &Plan) -> Result<String> {
+    let url = acme.directory().new_account.clone();
+    if plan.account_known {
+        match acme
+            .post(&url, Some(&json!({"onlyReturnExisting": true})), None)
+            .await
+        {
+            Ok(reply) => {
+                let account_url = reply.location()?;
+                info!(account = %account_url, "existing account found for the account key");
+                return Ok(account_url);
+            }
+            Err(Error::Acme { problem }) if problem.is_type("accountDoesNotExist") => {
+                info!("no account for this key yet; creating one");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let mut payload = json!({"termsOfServiceAgreed": true});
+    if !plan.contacts.is_empty() {
+        payload["contact"] = json!(plan.contacts);
+    }
+    if let Some(eab) = &plan.eab {
+        payload["externalAccountBinding"] =
+            acme.key()
+                .external_account_binding(&eab.kid, &eab.hmac_key, &url);
+    }
+    let reply = acme.post(&url, Some(&payload), None).await?;
+    let account_url = reply.location()?;
+    info!(account = %account_url, created = reply.status == reqwest::StatusCode::CREATED, "account ready");
+    Ok(account_url)
+}
+
+/// Downloads the certificate, then, if a preferred chain is asked for and the default does not
+/// match, each alternate the CA links to (RFC 8555 §7.4.2). Returns the chosen chain and its URL.
+async fn download(
+    acme: &Transport,
+    plan: &Plan,
+    url: String,
+    public_key: &[u8],
+) -> Result<(Issued, String)> {
+    let fetch = |url: String| async move {
+        let reply = acme.post(&url, None, Some(PEM_CHAIN)).await?;
+        let issued =
+            Issued::from_pem(&reply.body, public_key).map_err(|detail| Error::Protocol {
+                url: url.clone(),
+                detail,
+            })?;
+        Ok::<_, Error>((issued, reply, url))
+    };
+    let (issued, reply, url) = fetch(url).await?;
+    let Some(want) = &plan.preferred_chain else {
+        return Ok((issued, url));
+    };
+    if issued.info.chain_to.eq_ignore_ascii_case(want) {
+        return Ok((issued, url));
+    }
+    let mut offered = vec![issued.info.chain_to.clone()];
+    for alternate in alternate_links(&reply) {
+        let (candidate, _, alt_url) = fetch(alternate).await?;
+        if candidate.info.chain_to.eq_ignore_ascii_case(want) {
+            info!(chain_to = %candidate.info.chain_to, "using the preferred chain");
+            return Ok((candidate, alt_url));
+        }
+        offered.push(candidate.info.chain_to);
+    }
+    info!(
+        preferred = %want,
+        offered = %offered.join(", "),
+        "no chain the CA offers matches --preferred-chain; keeping the default chain"
+    );
+    Ok((issued, url))
+}
+
+/// The `Link: <url>;rel="alternate"` targets of a reply (RFC 8288, RFC 8555 §7.4.2).
+pub fn alternate_links(reply: &Reply) -> Vec<String> {
+    let mut links = Vec::new();
+    for value in reply.headers.get_all("link") {
+        let Ok(value) = value.to_str() else { continue };
+        for link in value.split(',') {
+            let link = link.trim();
+            let Some(rest) = link.strip_prefix('<') else {
+                continue;
+            };
+            let Some((target, params)) = rest.split_once('>') else {
+                continue;
+            };
+            let alternate = params.split(';').any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "rel=\"alternate\"" || p == "rel=alternate"
+            });
+            if alternate {
+                links.push(target.to_owned());
+            }
+        }
+    }
+    links
+}
+
 fn finish(order: OrderRef, mut done: Box<Outcome>) -> Box<Outcome> {
     done.requests = order.session.acme.requests();
     done
@@ -332,10 +484,10 @@ async fn authorize(acme: &Transport, plan: &Plan, url: &str) -> Result<bool> {
                 })?;
             let key_authorization = acme.key().key_authorization(token);
             _published = Some(plan.store.present(plan.kind.publication(
-                &name,
+                &authz.identifier,
                 token,
                 &key_authorization,
-            )));
+            )?));
             // RFC 8555 §7.5.1: an empty object asks the CA to validate.
             acme.post(&challenge.url, Some(&json!({})), None).await?;
             debug!(challenge = %challenge.url, %name, "challenge answered");
@@ -426,8 +578,8 @@ impl Backoff {
 }
 
 /// Runs the machine from the directory to the end, within the plan's deadline.
-pub async fn obtain(plan: &Plan) -> Result<Outcome> {
-    let mut step = Step::Directory;
+pub async fn obtain(plan: &Plan, key: AccountKey) -> Result<Outcome> {
+    let mut step = Step::Directory { key };
     let mut steps = Vec::new();
     loop {
         let name = step.name();
@@ -473,6 +625,11 @@ mod tests {
             deadline: Instant::now() + Duration::from_secs(60),
             timeout: Duration::from_secs(60),
             store: ChallengeStore::new(),
+            account_known: false,
+            contacts: vec![],
+            eab: None,
+            request: CertRequest::Generate(KeyType::Ec256),
+            preferred_chain: None,
         }
     }
 

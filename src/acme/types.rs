@@ -67,6 +67,18 @@ impl Identifier {
             value: name.into(),
         }
     }
+
+    /// An `ip` identifier (RFC 8738 §3) for an address that parses, else a `dns` identifier.
+    pub fn for_name(name: &str) -> Self {
+        match name.parse::<std::net::IpAddr>() {
+            Ok(ip) => Identifier {
+                kind: "ip".into(),
+                // RFC 8738 §3: IPv6 in the RFC 5952 text form, which Display gives.
+                value: ip.to_string(),
+            },
+            Err(_) => Identifier::dns(name),
+        }
+    }
 }
 
 /// An order object (RFC 8555 §7.1.3).
@@ -139,6 +151,27 @@ impl Problem {
     /// Whether the problem's type is the ACME error `name` (e.g. "badNonce").
     pub fn is_type(&self, name: &str) -> bool {
         self.kind.strip_prefix(ACME_ERROR_PREFIX) == Some(name)
+    }
+
+    /// What a user can do about this problem, when there is something (RFC 8555 §6.7 types).
+    pub fn hint(&self) -> Option<&'static str> {
+        let name = self.kind.strip_prefix(ACME_ERROR_PREFIX)?;
+        Some(match name {
+            "externalAccountRequired" => {
+                "this CA requires External Account Binding: give --eab-kid and --eab-hmac-key from your account at the CA"
+            }
+            "badSignatureAlgorithm" => {
+                "the CA does not accept this key: try another --account-key-type"
+            }
+            "badCSR" => "the CA refused the CSR: check --csr or try another --key-type",
+            "rateLimited" => "the CA's rate limit was reached: wait before trying again",
+            "rejectedIdentifier" => "the CA will not issue for one of the names",
+            "caa" => "a CAA record forbids this CA from issuing for one of the names",
+            "userActionRequired" => "the CA wants you to act first (see its terms of service)",
+            "accountDoesNotExist" => "no account exists for this --account-key",
+            "unsupportedIdentifier" => "the CA does not support one of the identifier types",
+            _ => return None,
+        })
     }
 
     /// A problem made up locally for an answer that carried none.
@@ -458,6 +491,15 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn identifiers_for_names_and_addresses_rfc8738_3() {
+        assert_eq!(Identifier::for_name("a.test"), Identifier::dns("a.test"));
+        let v4 = Identifier::for_name("127.0.0.1");
+        assert_eq!((v4.kind.as_str(), v4.value.as_str()), ("ip", "127.0.0.1"));
+        let v6 = Identifier::for_name("2001:DB8:0:0:0:0:0:1");
+        assert_eq!((v6.kind.as_str(), v6.value.as_str()), ("ip", "2001:db8::1"));
     }
 
     #[test]

@@ -50,7 +50,11 @@ impl DnsHandler {
     /// A handler for `names` (wildcards allowed) answering A queries with `record`.
     pub fn new(names: &[String], record: Ipv4Addr, store: ChallengeStore) -> Result<Self> {
         let mut zones: Vec<LowerName> = Vec::new();
-        for name in names {
+        // IP identifiers (RFC 8738) have no DNS zone.
+        for name in names
+            .iter()
+            .filter(|n| n.parse::<std::net::IpAddr>().is_err())
+        {
             let apex = name.strip_prefix("*.").unwrap_or(name);
             let parsed = Name::from_ascii(format!("{}.", apex.trim_end_matches('.')))
                 .map_err(|e| Error::Usage(format!("{name:?} is not a DNS name: {e}")))?;
@@ -203,6 +207,7 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::acme::types::Identifier;
     use crate::challenge::ChallengeKind;
     use hickory_server::net::xfer::Protocol;
     use hickory_server::proto::op::{Message, MessageType, Query};
@@ -262,8 +267,16 @@ mod tests {
         let empty = h.answer(&request("_acme-challenge.example.test.", RecordType::TXT));
         assert!(empty.answers.is_empty());
         assert!(empty.soa.is_some());
-        let _g1 = store.present(ChallengeKind::Dns01.publication("example.test", "t", "t.k1"));
-        let _g2 = store.present(ChallengeKind::Dns01.publication("example.test", "u", "u.k2"));
+        let _g1 = store.present(
+            ChallengeKind::Dns01
+                .publication(&Identifier::dns("example.test"), "t", "t.k1")
+                .unwrap(),
+        );
+        let _g2 = store.present(
+            ChallengeKind::Dns01
+                .publication(&Identifier::dns("example.test"), "u", "u.k2")
+                .unwrap(),
+        );
         let a = h.answer(&request("_acme-challenge.Example.Test.", RecordType::TXT));
         assert_eq!(a.code, ResponseCode::NoError);
         assert_eq!(a.answers.len(), 2);
@@ -290,8 +303,11 @@ mod tests {
             store.clone(),
         )
         .unwrap();
-        let _g =
-            store.present(ChallengeKind::Dns01.publication("xn--bcher-kva.example", "t", "t.k"));
+        let _g = store.present(
+            ChallengeKind::Dns01
+                .publication(&Identifier::dns("xn--bcher-kva.example"), "t", "t.k")
+                .unwrap(),
+        );
         let a = h.answer(&request(
             "_acme-challenge.xn--bcher-kva.example.",
             RecordType::TXT,

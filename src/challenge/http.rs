@@ -37,6 +37,7 @@ pub fn handler(store: ChallengeStore) -> Handler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::acme::types::Identifier;
     use crate::challenge::ChallengeKind;
     use hyper::{Method, StatusCode};
 
@@ -44,8 +45,11 @@ mod tests {
     fn answers_known_tokens_only() {
         let store = ChallengeStore::new();
         let h = handler(store.clone());
-        let _g =
-            store.present(ChallengeKind::Http01.publication("x.test", "tok_1-A", "tok_1-A.th"));
+        let _g = store.present(
+            ChallengeKind::Http01
+                .publication(&Identifier::dns("x.test"), "tok_1-A", "tok_1-A.th")
+                .unwrap(),
+        );
         let ok = h(&Method::GET, "/.well-known/acme-challenge/tok_1-A");
         assert_eq!(ok.status, StatusCode::OK);
         assert_eq!(&ok.body[..], b"tok_1-A.th");

@@ -3,9 +3,13 @@
 
 pub mod dns;
 pub mod http;
+pub mod tls_alpn;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::acme::types::Identifier;
+use crate::error::Result;
 
 /// The challenge types acme-client can answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +18,8 @@ pub enum ChallengeKind {
     Http01,
     /// RFC 8555 §8.4.
     Dns01,
+    /// RFC 8737.
+    TlsAlpn01,
 }
 
 impl ChallengeKind {
@@ -22,27 +28,32 @@ impl ChallengeKind {
         match self {
             ChallengeKind::Http01 => "http-01",
             ChallengeKind::Dns01 => "dns-01",
+            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
         }
     }
 
-    /// What must be published to prove control of `identifier` (the authorization's identifier,
-    /// without any `*.`), given the key authorization for the challenge token.
+    /// What must be published to prove control of `identifier` (the authorization's
+    /// identifier, without any `*.`), given the key authorization for the challenge token.
     pub fn publication(
         self,
-        identifier: &str,
+        identifier: &Identifier,
         token: &str,
         key_authorization: &str,
-    ) -> Publication {
-        match self {
+    ) -> Result<Publication> {
+        Ok(match self {
             ChallengeKind::Http01 => Publication::Http {
                 token: token.to_owned(),
                 key_authorization: key_authorization.to_owned(),
             },
             ChallengeKind::Dns01 => Publication::Dns {
-                name: dns_challenge_name(identifier),
+                name: dns_challenge_name(&identifier.value),
                 value: crate::acme::jws::dns01_value(key_authorization),
             },
-        }
+            ChallengeKind::TlsAlpn01 => Publication::TlsAlpn {
+                server_name: tls_alpn::server_name(identifier),
+                cert: tls_alpn::validation_cert(identifier, key_authorization)?,
+            },
+        })
     }
 }
 
@@ -64,12 +75,19 @@ pub enum Publication {
     },
     /// One TXT value at `name`; a name and its wildcard share a name, so values accumulate.
     Dns { name: String, value: String },
+    /// A validation certificate, served for `server_name` (SNI) to clients offering ALPN
+    /// `acme-tls/1`.
+    TlsAlpn {
+        server_name: String,
+        cert: tls_alpn::ValidationCert,
+    },
 }
 
 #[derive(Debug, Default)]
 struct Tables {
     http: HashMap<String, String>,
     dns: HashMap<String, Vec<String>>,
+    tls: HashMap<String, tls_alpn::ValidationCert>,
 }
 
 /// The shared challenge table. A std `RwLock` is right here: every access is a short map
@@ -103,6 +121,9 @@ impl ChallengeStore {
                         values.push(value.clone());
                     }
                 }
+                Publication::TlsAlpn { server_name, cert } => {
+                    t.tls.insert(server_name.clone(), cert.clone());
+                }
             }
         }
         Presented {
@@ -125,6 +146,9 @@ impl ChallengeStore {
                     }
                 }
             }
+            Publication::TlsAlpn { server_name, .. } => {
+                t.tls.remove(server_name);
+            }
         }
     }
 
@@ -136,6 +160,14 @@ impl ChallengeStore {
     /// Every dns-01 value published at `name` (lowercase, no final dot).
     pub fn dns_txt(&self, name: &str) -> Vec<String> {
         self.read().dns.get(name).cloned().unwrap_or_default()
+    }
+
+    /// The tls-alpn-01 validation certificate for an SNI name.
+    pub fn tls_alpn_cert(&self, server_name: &str) -> Option<tls_alpn::ValidationCert> {
+        self.read()
+            .tls
+            .get(&server_name.to_ascii_lowercase())
+            .cloned()
     }
 
     // A panic while holding the lock cannot leave the maps half-updated (each update is a single
@@ -169,8 +201,12 @@ mod tests {
     #[test]
     fn a_name_and_its_wildcard_share_one_txt_name() {
         let store = ChallengeStore::new();
-        let a = ChallengeKind::Dns01.publication("Example.test", "t1", "t1.thumb");
-        let b = ChallengeKind::Dns01.publication("example.test", "t2", "t2.thumb");
+        let a = ChallengeKind::Dns01
+            .publication(&Identifier::dns("Example.test"), "t1", "t1.thumb")
+            .unwrap();
+        let b = ChallengeKind::Dns01
+            .publication(&Identifier::dns("example.test"), "t2", "t2.thumb")
+            .unwrap();
         let ga = store.present(a);
         let gb = store.present(b);
         let values = store.dns_txt("_acme-challenge.example.test");
@@ -184,7 +220,11 @@ mod tests {
     #[test]
     fn http_answer_lives_as_long_as_its_guard() {
         let store = ChallengeStore::new();
-        let guard = store.present(ChallengeKind::Http01.publication("x.test", "tok", "tok.thumb"));
+        let guard = store.present(
+            ChallengeKind::Http01
+                .publication(&Identifier::dns("x.test"), "tok", "tok.thumb")
+                .unwrap(),
+        );
         assert_eq!(
             store.http_key_authorization("tok").as_deref(),
             Some("tok.thumb")

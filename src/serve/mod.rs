@@ -20,7 +20,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -104,7 +103,7 @@ fn respond(handler: &Handler, req: &Request<Incoming>) -> Response<Full<Bytes>> 
 pub async fn serve(
     name: &'static str,
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<https::TlsRouter>>,
     handler: Handler,
     limits: Limits,
     cancel: CancellationToken,
@@ -148,14 +147,15 @@ pub async fn serve(
                         .watch(builder.serve_connection(TokioIo::new(stream), service))
                         .await
                 }
-                Some(acceptor) => {
-                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
-                    {
-                        Ok(Ok(tls_stream)) => {
+                Some(router) => {
+                    match tokio::time::timeout(limits.header_timeout, router.accept(stream)).await {
+                        Ok(Ok(Some(tls_stream))) => {
                             watcher
                                 .watch(builder.serve_connection(TokioIo::new(tls_stream), service))
                                 .await
                         }
+                        // A tls-alpn-01 validation handshake, or nothing to serve yet.
+                        Ok(Ok(None)) => return,
                         Ok(Err(error)) => {
                             debug!(server = name, %peer, %error, "TLS handshake failed");
                             return;

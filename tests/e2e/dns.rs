@@ -4,6 +4,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use acme_client::acme::types::Identifier;
 use acme_client::challenge::dns::{DnsHandler, serve};
 use acme_client::challenge::{ChallengeKind, ChallengeStore};
 use hickory_server::proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
@@ -77,12 +78,16 @@ async fn tcp_ask(server: SocketAddr, packet: &[u8]) -> Message {
 #[tokio::test]
 async fn answers_over_udp_and_tcp() {
     let dns = start().await;
-    let _g1 = dns
-        .store
-        .present(ChallengeKind::Dns01.publication("zone.test", "t1", "t1.a"));
-    let _g2 = dns
-        .store
-        .present(ChallengeKind::Dns01.publication("zone.test", "t2", "t2.b"));
+    let _g1 = dns.store.present(
+        ChallengeKind::Dns01
+            .publication(&Identifier::dns("zone.test"), "t1", "t1.a")
+            .unwrap(),
+    );
+    let _g2 = dns.store.present(
+        ChallengeKind::Dns01
+            .publication(&Identifier::dns("zone.test"), "t2", "t2.b")
+            .unwrap(),
+    );
     for over_tcp in [false, true] {
         let ask = |p: Vec<u8>| async move {
             if over_tcp {
@@ -214,7 +219,11 @@ fn fuzz_the_handler_for_a_bounded_time() {
     use hickory_server::net::xfer::Protocol;
     use hickory_server::server::Request;
     let store = ChallengeStore::new();
-    let _g = store.present(ChallengeKind::Dns01.publication("zone.test", "t", "t.k"));
+    let _g = store.present(
+        ChallengeKind::Dns01
+            .publication(&Identifier::dns("zone.test"), "t", "t.k")
+            .unwrap(),
+    );
     let handler = DnsHandler::new(&["zone.test".into()], Ipv4Addr::LOCALHOST, store).unwrap();
     let seeds = seeds();
     let seed = 0x5eed_d05e_u64;
@@ -241,9 +250,11 @@ fn fuzz_the_handler_for_a_bounded_time() {
 #[tokio::test]
 async fn random_packets_over_the_wire_then_correct_answers() {
     let dns = start().await;
-    let _g = dns
-        .store
-        .present(ChallengeKind::Dns01.publication("zone.test", "t", "t.k"));
+    let _g = dns.store.present(
+        ChallengeKind::Dns01
+            .publication(&Identifier::dns("zone.test"), "t", "t.k")
+            .unwrap(),
+    );
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let seeds = seeds();
     let mut rng = Rng(0xfeed_beef);
@@ -274,12 +285,16 @@ async fn random_packets_over_the_wire_then_correct_answers() {
 async fn answers_are_small_and_odd_questions_are_refused() {
     use hickory_server::proto::rr::DNSClass;
     let dns = start().await;
-    let _g1 = dns
-        .store
-        .present(ChallengeKind::Dns01.publication("zone.test", "t1", "t1.a"));
-    let _g2 = dns
-        .store
-        .present(ChallengeKind::Dns01.publication("zone.test", "t2", "t2.b"));
+    let _g1 = dns.store.present(
+        ChallengeKind::Dns01
+            .publication(&Identifier::dns("zone.test"), "t1", "t1.a")
+            .unwrap(),
+    );
+    let _g2 = dns.store.present(
+        ChallengeKind::Dns01
+            .publication(&Identifier::dns("zone.test"), "t2", "t2.b")
+            .unwrap(),
+    );
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     for (name, qtype) in [
         ("zone.test.", RecordType::ANY),

@@ -70,7 +70,7 @@ fn unknown_challenge() {
 
 #[test]
 fn no_domain() {
-    refused(&with("http01", &[]), "--domain <NAME>");
+    refused(&with("http01", &[]), "no name given: add --domain NAME");
 }
 
 #[test]
