@@ -77,7 +77,7 @@ fn no_domain() {
 fn no_dir() {
     refused(
         &["http01", "--record", "127.0.0.1", "--domain", "a.test"],
-        "--dir <URL>",
+        "--dir <URL|NAME>",
     );
 }
 
