@@ -101,6 +101,8 @@ pub struct Pebble {
     pub mgmt_port: u16,
     /// Where Pebble validates http-01 (the client's --http-port).
     pub http_port: u16,
+    /// Where Pebble validates tls-alpn-01 (the client's --https-port).
+    pub tls_port: u16,
     /// The DNS server Pebble asks (the client's --dns-port).
     pub dns_port: u16,
 }
@@ -115,15 +117,35 @@ impl Pebble {
 
     /// Starts Pebble with exactly `env` added (no `PEBBLE_VA_NOSLEEP`: its defaults stand).
     pub async fn start_exactly(env: &[(&str, &str)]) -> Pebble {
+        Self::start_custom(env, serde_json::json!({}), None).await
+    }
+
+    /// Starts Pebble with `PEBBLE_VA_NOSLEEP=1` plus `env`, `extra` merged into its config, and
+    /// its ACME listener on `acme_port` when given.
+    pub async fn start_with(
+        env: &[(&str, &str)],
+        extra: serde_json::Value,
+        acme_port: Option<u16>,
+    ) -> Pebble {
+        let mut all = vec![("PEBBLE_VA_NOSLEEP", "1")];
+        all.extend_from_slice(env);
+        Self::start_custom(&all, extra, acme_port).await
+    }
+
+    async fn start_custom(
+        env: &[(&str, &str)],
+        extra: serde_json::Value,
+        acme_port: Option<u16>,
+    ) -> Pebble {
         let dir = tempfile::tempdir().unwrap();
         let (acme_port, mgmt_port, http_port, tls_port, dns_port) = (
-            free_port(),
+            acme_port.unwrap_or_else(free_port),
             free_port(),
             free_port(),
             free_port(),
             free_port(),
         );
-        let config = serde_json::json!({"pebble": {
+        let mut config = serde_json::json!({"pebble": {
             "listenAddress": format!("127.0.0.1:{acme_port}"),
             "managementListenAddress": format!("127.0.0.1:{mgmt_port}"),
             "certificate": repo().join("pebble/certs/localhost.pem"),
@@ -133,6 +155,11 @@ impl Pebble {
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false,
         }});
+        if let Some(extra) = extra.as_object() {
+            for (k, v) in extra {
+                config["pebble"][k] = v.clone();
+            }
+        }
         std::fs::write(dir.path().join("pebble-config.json"), config.to_string()).unwrap();
         let env: Vec<(String, String)> = env
             .iter()
@@ -146,6 +173,7 @@ impl Pebble {
             acme_port,
             mgmt_port,
             http_port,
+            tls_port,
             dns_port,
         };
         pebble.wait_ready().await;
@@ -308,19 +336,22 @@ impl Client {
             dir_url.into(),
             "--ca-bundle".into(),
             pebble_ca().display().to_string(),
-            "--bind".into(),
-            "127.0.0.1".into(),
             "--dns-port".into(),
             pebble.dns_port.to_string(),
             "--http-port".into(),
             pebble.http_port.to_string(),
+            "--https-port".into(),
+            pebble.tls_port.to_string(),
         ];
         for name in names {
             args.push("--domain".into());
             args.push((*name).into());
         }
-        if !extra.contains(&"--record") {
-            args.extend(["--record".to_owned(), RECORD.to_owned()]);
+        // Defaults a test may override.
+        for (flag, value) in [("--record", RECORD), ("--bind", "127.0.0.1")] {
+            if !extra.contains(&flag) {
+                args.extend([flag.to_owned(), value.to_owned()]);
+            }
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         args
@@ -334,18 +365,29 @@ impl Client {
     /// Like [`Client::spawn`], with `RUST_LOG` set to `filter`.
     pub fn spawn_logging(args: &[String], filter: &str) -> Client {
         let out = tempfile::tempdir().unwrap();
-        let (https_port, shutdown_port) = (free_port(), free_port());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_acme-client"));
         cmd.args(args);
-        // A test that gives its own --out keeps it (the temporary one then stays unused).
+        // Flags the test did not give get values of their own.
+        let given = |flag: &str| {
+            args.iter()
+                .position(|a| a == flag)
+                .and_then(|i| args.get(i + 1))
+                .and_then(|v| v.parse::<u16>().ok())
+        };
         if !args.iter().any(|a| a == "--out") {
             cmd.arg("--out").arg(out.path());
         }
+        let https_port = given("--https-port").unwrap_or_else(|| {
+            let port = free_port();
+            cmd.arg("--https-port").arg(port.to_string());
+            port
+        });
+        let shutdown_port = given("--shutdown-port").unwrap_or_else(|| {
+            let port = free_port();
+            cmd.arg("--shutdown-port").arg(port.to_string());
+            port
+        });
         let mut child = cmd
-            .arg("--https-port")
-            .arg(https_port.to_string())
-            .arg("--shutdown-port")
-            .arg(shutdown_port.to_string())
             .env("RUST_LOG", filter)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -475,6 +517,11 @@ pub fn san_names(der: &[u8]) -> Vec<String> {
         .iter()
         .filter_map(|n| match n {
             GeneralName::DNSName(d) => Some(d.to_string()),
+            GeneralName::IPAddress(b) => match b.len() {
+                4 => Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).unwrap()).to_string()),
+                16 => Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).unwrap()).to_string()),
+                _ => None,
+            },
             _ => None,
         })
         .collect()
