@@ -144,7 +144,7 @@ fn load_account_key(config: &AccountKeyConfig) -> Result<(AccountKey, bool)> {
                     "using the account key's own type; --account-key-type applies to new keys only"
                 );
             }
-            info!(path = %path.display(), alg = key.alg(), "account key loaded");
+            info!(path = %path.display(), alg = %key.alg(), "account key loaded");
             Ok((key, true))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -157,7 +157,7 @@ fn load_account_key(config: &AccountKeyConfig) -> Result<(AccountKey, bool)> {
                 .map_err(|e| usage(format!("cannot create its directory ({e})")))?;
             write_atomic(path, key.pkcs8_pem().as_bytes(), 0o600)
                 .map_err(|e| usage(format!("{e}; choose a writable path")))?;
-            info!(path = %path.display(), alg = key.alg(), "new account key written");
+            info!(path = %path.display(), alg = %key.alg(), "new account key written");
             Ok((key, false))
         }
         Err(e) => Err(usage(format!("cannot read it ({e})"))),

@@ -5,6 +5,7 @@
 
 mod dns;
 mod faults;
+mod features;
 mod harness;
 mod http;
 mod issue;
