@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use crate::acme::client::http_client;
 use crate::acme::jws::AccountKey;
 use crate::acme::machine::{Outcome, Plan, obtain};
+use crate::acme::timeline::Timeline;
 use crate::cert::{Files, check_out_dir, write_atomic};
 use crate::challenge::{ChallengeKind, ChallengeStore, dns, http, tls_alpn};
 use crate::cli::{AccountKeyConfig, Config};
@@ -195,6 +196,7 @@ async fn issue(
         eab: config.eab.clone(),
         request: config.request.clone(),
         preferred_chain: config.preferred_chain.clone(),
+        timeline: Timeline::new(started),
     };
     let outcome = tokio::select! {
         outcome = obtain(&plan, account_key) => outcome?,
@@ -234,6 +236,9 @@ fn report(
         println!("{}", summary.json());
     } else {
         print!("{}", summary.human());
+    }
+    if config.timings {
+        eprint!("{}", summary.timings_report());
     }
 }
 

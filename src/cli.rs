@@ -166,6 +166,11 @@ pub struct Cli {
     #[arg(long, help_heading = "Output")]
     pub json: bool,
 
+    /// Print every request to the CA and every wait, with the time spent waiting on the CA, on
+    /// stderr (also in --json as "timings")
+    #[arg(long, help_heading = "Output")]
+    pub timings: bool,
+
     /// Overall deadline in seconds for obtaining the certificate
     #[arg(long, value_name = "SECS", default_value_t = 120,
           value_parser = clap::value_parser!(u64).range(1..=86_400), help_heading = "Output")]
@@ -260,6 +265,7 @@ pub struct Config {
     pub out: PathBuf,
     pub serve: bool,
     pub json: bool,
+    pub timings: bool,
     pub bind: IpAddr,
     pub shutdown_bind: IpAddr,
     pub dns_port: u16,
@@ -379,6 +385,7 @@ impl Cli {
             out: self.out,
             serve,
             json: self.json,
+            timings: self.timings,
             bind: self.bind,
             shutdown_bind: self.shutdown_bind.unwrap_or(self.bind),
             dns_port: self.dns_port,

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::acme::client::RequestLog;
 use crate::acme::machine::{Outcome, StepTiming};
+use crate::acme::timeline::Event;
 use crate::cert::Files;
 
 /// Everything a script may want to know about the run.
@@ -37,10 +37,15 @@ pub struct Summary<'a> {
 /// Where the time went.
 #[derive(Debug, Serialize)]
 pub struct Timings<'a> {
-    /// From process start to the certificate being written.
+    /// From the start of the run to the certificate being written.
     pub total_ms: f64,
+    /// Time during which a request to the CA or a wait on it was outstanding.
+    pub ca_wait_ms: f64,
+    /// The rest: our own work (start-up, keys, files) that did not overlap a CA wait.
+    pub overhead_ms: f64,
     pub steps: &'a [StepTiming],
-    pub requests: &'a [RequestLog],
+    /// Every request and wait: `kind` is "request", "poll", "rate limit" or "connect retry".
+    pub events: &'a [Event],
 }
 
 impl<'a> Summary<'a> {
@@ -73,10 +78,47 @@ impl<'a> Summary<'a> {
             shutdown,
             timings: Timings {
                 total_ms: elapsed.as_secs_f64() * 1000.0,
+                ca_wait_ms: outcome.ca_wait_ms,
+                overhead_ms: (elapsed.as_secs_f64() * 1000.0 - outcome.ca_wait_ms).max(0.0),
                 steps: &outcome.steps,
-                requests: &outcome.requests,
+                events: &outcome.events,
             },
         }
+    }
+
+    fn requests(&self) -> usize {
+        self.timings
+            .events
+            .iter()
+            .filter(|e| e.kind == "request")
+            .count()
+    }
+
+    /// The `--timings` report: every request and wait, then the totals.
+    pub fn timings_report(&self) -> String {
+        let mut out = String::from("   start ms   duration ms  what\n");
+        let mut events: Vec<&Event> = self.timings.events.iter().collect();
+        events.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
+        for e in events {
+            let status = e.status.map(|s| format!(" -> {s}")).unwrap_or_default();
+            let label = if e.kind == "request" {
+                e.what.clone()
+            } else {
+                format!("({} wait) {}", e.kind, e.what)
+            };
+            out.push_str(&format!(
+                "{:>11.3} {:>13.3}  {label}{status}\n",
+                e.start_ms, e.ms
+            ));
+        }
+        out.push_str(&format!(
+            "total {:.3} ms: waiting on the CA {:.3} ms, our own work {:.3} ms ({} requests)\n",
+            self.timings.total_ms,
+            self.timings.ca_wait_ms,
+            self.timings.overhead_ms,
+            self.requests()
+        ));
+        out
     }
 
     /// One line of JSON.
@@ -110,9 +152,9 @@ impl<'a> Summary<'a> {
             out.push_str("  revoked   yes\n");
         }
         out.push_str(&format!(
-            "  obtained  in {:.2} s, {} requests to the CA\n",
+            "  obtained  in {:.3} s, {} requests to the CA\n",
             self.timings.total_ms / 1000.0,
-            self.timings.requests.len()
+            self.requests()
         ));
         if let (Some(https), Some(shutdown)) = (self.https, self.shutdown) {
             out.push_str(&format!(

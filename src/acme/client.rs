@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::jws::AccountKey;
+use super::timeline::Timeline;
 use super::types::{Directory, Problem};
 use crate::error::{Error, Result};
 
@@ -45,15 +46,6 @@ const NONCE_POOL: usize = 32;
 const JOSE_JSON: &str = "application/jose+json";
 /// The `Accept` of the certificate download (RFC 8555 §7.4.2).
 pub const PEM_CHAIN: &str = "application/pem-certificate-chain";
-
-/// One finished request, for the timings report.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RequestLog {
-    pub method: &'static str,
-    pub url: String,
-    pub status: u16,
-    pub ms: f64,
-}
 
 /// A CA response, read whole.
 #[derive(Debug)]
@@ -187,7 +179,7 @@ pub struct Transport {
     key: AccountKey,
     kid: Mutex<Option<String>>,
     nonces: Mutex<Vec<String>>,
-    log: Mutex<Vec<RequestLog>>,
+    timeline: Timeline,
 }
 
 impl Transport {
@@ -198,6 +190,7 @@ impl Transport {
         deadline: Instant,
         dir_url: &str,
         key: AccountKey,
+        timeline: Timeline,
     ) -> Result<Self> {
         let mut transport = Transport {
             http,
@@ -214,7 +207,7 @@ impl Transport {
             key,
             kid: Mutex::new(None),
             nonces: Mutex::new(Vec::new()),
-            log: Mutex::new(Vec::new()),
+            timeline,
         };
         let reply = transport
             .send("GET", dir_url, || transport.http.get(dir_url))
@@ -241,11 +234,6 @@ impl Transport {
     /// Sets the account URL used as `kid` from now on (RFC 8555 §6.2).
     pub fn set_kid(&self, kid: String) {
         *lock(&self.kid) = Some(kid);
-    }
-
-    /// Every request made so far, in order of completion.
-    pub fn requests(&self) -> Vec<RequestLog> {
-        lock(&self.log).clone()
     }
 
     /// A nonce from the pool, or a fresh one from `newNonce` when none is held (RFC 8555 §7.2).
@@ -328,7 +316,14 @@ impl Transport {
                 if Instant::now() + wait < self.deadline {
                     rate_limited += 1;
                     warn!(url, status = %reply.status, wait_ms = wait.as_millis() as u64, "the CA asks to retry later; waiting");
+                    let started = Instant::now();
                     tokio::time::sleep(wait).await;
+                    self.timeline.record(
+                        "rate limit",
+                        format!("Retry-After of {url}"),
+                        None,
+                        started,
+                    );
                     continue;
                 }
             }
@@ -364,7 +359,14 @@ impl Transport {
                     }
                     warn!(url, error = %error, "cannot reach the CA, retrying");
                     attempt += 1;
+                    let started = Instant::now();
                     tokio::time::sleep(pause).await;
+                    self.timeline.record(
+                        "connect retry",
+                        format!("before retrying {url}"),
+                        None,
+                        started,
+                    );
                 }
             }
         };
@@ -379,14 +381,19 @@ impl Transport {
             pool.push(nonce.to_owned());
         }
         let body = read_body(response, url).await?;
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        debug!(method, url, status = status.as_u16(), ms, "request");
-        lock(&self.log).push(RequestLog {
+        debug!(
             method,
-            url: url.to_owned(),
-            status: status.as_u16(),
-            ms,
-        });
+            url,
+            status = status.as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+        self.timeline.record(
+            "request",
+            format!("{method} {url}"),
+            Some(status.as_u16()),
+            started,
+        );
         Ok(Reply {
             url: url.to_owned(),
             status,

@@ -13,8 +13,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use super::client::{PEM_CHAIN, Reply, RequestLog, Transport};
+use super::client::{PEM_CHAIN, Reply, Transport};
 use super::jws::{AccountKey, b64};
+use super::timeline::{Event, Timeline};
 use super::types::{
     Authorization, AuthzAction, Identifier, Order, OrderNext, authz_action, authz_problem,
     order_next,
@@ -60,6 +61,8 @@ pub struct Plan {
     pub request: CertRequest,
     /// Issuer CN of the topmost certificate of the preferred chain (`--preferred-chain`).
     pub preferred_chain: Option<String>,
+    /// Every request and wait, for the timings report.
+    pub timeline: Timeline,
 }
 
 /// What a finished run produced.
@@ -76,7 +79,10 @@ pub struct Outcome {
     /// Authorizations the CA had already validated (reused), which needed no challenge.
     pub reused_authorizations: usize,
     pub steps: Vec<StepTiming>,
-    pub requests: Vec<RequestLog>,
+    /// Every request to the CA and every wait on it.
+    pub events: Vec<Event>,
+    /// Time during which a request or wait was outstanding.
+    pub ca_wait_ms: f64,
 }
 
 /// How long one step took.
@@ -168,6 +174,7 @@ impl Step {
                     plan.deadline,
                     &plan.dir_url,
                     key,
+                    plan.timeline.clone(),
                 )
                 .await?;
                 if let Some(tos) = acme
@@ -315,12 +322,13 @@ impl Step {
                     revoked: false,
                     reused_authorizations: reused,
                     steps: Vec::new(),
-                    requests: Vec::new(),
+                    events: Vec::new(),
+                    ca_wait_ms: 0.0,
                 });
                 if plan.revoke {
                     Ok(Step::Revoke { order, done })
                 } else {
-                    Ok(Step::Done(finish(order, done)))
+                    Ok(Step::Done(done))
                 }
             }
             Step::Revoke { order, mut done } => {
@@ -338,7 +346,7 @@ impl Step {
                     .await?;
                 info!(serial = %done.issued.info.serial, "certificate revoked");
                 done.revoked = true;
-                Ok(Step::Done(finish(order, done)))
+                Ok(Step::Done(done))
             }
             done @ Step::Done(_) => Ok(done),
         }
@@ -446,11 +454,6 @@ pub fn alternate_links(reply: &Reply) -> Vec<String> {
     links
 }
 
-fn finish(order: OrderRef, mut done: Box<Outcome>) -> Box<Outcome> {
-    done.requests = order.session.acme.requests();
-    done
-}
-
 fn invalid_order(url: &str, problem: super::types::Problem) -> Error {
     Error::Invalid {
         what: format!("the order {url}"),
@@ -531,6 +534,7 @@ pub struct Backoff {
     next: Duration,
     deadline: Instant,
     timeout: Duration,
+    timeline: Timeline,
 }
 
 /// First polling pause: a fast CA finishes validation in a few milliseconds.
@@ -547,6 +551,7 @@ impl Backoff {
             next: POLL_FIRST,
             deadline: plan.deadline,
             timeout: plan.timeout,
+            timeline: plan.timeline.clone(),
         }
     }
 
@@ -572,7 +577,10 @@ impl Backoff {
                 step: "polling the CA",
             });
         }
+        let started = Instant::now();
         tokio::time::sleep_until(until).await;
+        self.timeline
+            .record("poll", "pause before polling again".into(), None, started);
         Ok(())
     }
 }
@@ -605,6 +613,8 @@ pub async fn obtain(plan: &Plan, key: AccountKey) -> Result<Outcome> {
         );
         if let Step::Done(mut outcome) = step {
             outcome.steps = steps;
+            outcome.events = plan.timeline.events();
+            outcome.ca_wait_ms = plan.timeline.ca_wait_ms();
             return Ok(*outcome);
         }
     }
@@ -630,6 +640,7 @@ mod tests {
             eab: None,
             request: CertRequest::Generate(KeyType::Ec256),
             preferred_chain: None,
+            timeline: Timeline::new(Instant::now()),
         }
     }
 

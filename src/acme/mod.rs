@@ -3,4 +3,5 @@
 pub mod client;
 pub mod jws;
 pub mod machine;
+pub mod timeline;
 pub mod types;

@@ -139,7 +139,7 @@ async fn no_serve_writes_the_files_prints_json_and_exits() {
         &pebble,
         "http01",
         &["script.example.test"],
-        &["--no-serve", "--json"],
+        &["--no-serve", "--json", "--timings"],
     );
     let status = client.wait_exit(Duration::from_secs(60)).await;
     assert_eq!(
@@ -161,7 +161,20 @@ async fn no_serve_writes_the_files_prints_json_and_exits() {
             .unwrap()
             .starts_with("https://127.0.0.1:")
     );
-    assert!(summary["timings"]["requests"].as_array().unwrap().len() >= 8);
+    let timings = &summary["timings"];
+    let events = timings["events"].as_array().unwrap();
+    let requests = events.iter().filter(|e| e["kind"] == "request").count();
+    assert!(requests >= 8, "{requests} requests");
+    assert!(events.iter().any(|e| e["kind"] == "poll"), "polling waits are reported");
+    let (total, ca, own) = (
+        timings["total_ms"].as_f64().unwrap(),
+        timings["ca_wait_ms"].as_f64().unwrap(),
+        timings["overhead_ms"].as_f64().unwrap(),
+    );
+    assert!(ca > 0.0 && ca <= total, "ca_wait_ms {ca} of {total}");
+    assert!((total - ca - own).abs() < 0.01);
+    // --timings prints the same on stderr.
+    assert!(client.stderr().contains("waiting on the CA"), "{}", client.stderr());
     for file in ["key.pem", "cert.pem", "chain.pem", "fullchain.pem"] {
         let path = client.out.path().join(file);
         assert!(path.is_file(), "{file} missing");
