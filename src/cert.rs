@@ -327,15 +327,54 @@ impl Files {
     }
 
     /// Writes the key (0600, unless the CSR was the user's) and the three certificate files,
-    /// each atomically.
+    /// each atomically: all four are written and synced in parallel under temporary names, then
+    /// renamed, then the directory is synced once.
     pub fn write(&self, key: Option<&CertKey>, issued: &Issued) -> Result<()> {
+        let mut jobs: Vec<(&Path, String, u32)> = vec![
+            (&self.cert, issued.leaf_pem(), 0o644),
+            (&self.chain, issued.chain_pem(), 0o644),
+            (&self.fullchain, issued.fullchain_pem(), 0o644),
+        ];
         if let (Some(key), Some(path)) = (key, &self.key) {
-            write_atomic(path, key.pkcs8_pem().as_bytes(), 0o600)?;
+            jobs.insert(0, (path, key.pkcs8_pem(), 0o600));
         }
-        write_atomic(&self.cert, issued.leaf_pem().as_bytes(), 0o644)?;
-        write_atomic(&self.chain, issued.chain_pem().as_bytes(), 0o644)?;
-        write_atomic(&self.fullchain, issued.fullchain_pem().as_bytes(), 0o644)?;
-        Ok(())
+        let staged: Vec<Result<PathBuf>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .iter()
+                .map(|(path, text, mode)| scope.spawn(move || stage(path, text.as_bytes(), *mode)))
+                .collect();
+            handles
+                .into_iter()
+                .zip(&jobs)
+                .map(|(h, (path, _, _))| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::Local(format!("writing {} panicked", path.display())))
+                    })
+                })
+                .collect()
+        });
+        let mut temps = Vec::new();
+        let mut failure = None;
+        for outcome in staged {
+            match outcome {
+                Ok(tmp) => temps.push(tmp),
+                Err(e) => failure = failure.or(Some(e)),
+            }
+        }
+        if let Some(e) = failure {
+            // Nothing was renamed yet: the old files are untouched.
+            for tmp in temps {
+                let _ = fs::remove_file(tmp);
+            }
+            return Err(e);
+        }
+        for (tmp, (path, _, _)) in temps.iter().zip(&jobs) {
+            fs::rename(tmp, path).map_err(io_err("write", path))?;
+        }
+        let dir = self.cert.parent().unwrap_or(Path::new("."));
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("sync", dir))
     }
 }
 
@@ -349,10 +388,9 @@ pub fn check_out_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` so that no reader ever sees a partial file: a temporary file in the
-/// same directory created with `mode` (so a key is never readable by others, not even briefly),
-/// fsync, rename over `path`, fsync the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+/// Writes `bytes` to a temporary file beside `path`, created with `mode` (so a key is never
+/// readable by others, not even briefly), and syncs it. Returns the temporary path.
+fn stage(path: &Path, bytes: &[u8], mode: u32) -> Result<PathBuf> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let file_name = path
         .file_name()
@@ -367,15 +405,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
             .mode(mode)
             .open(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        // Make the rename itself durable.
-        fs::File::open(dir)?.sync_all()
+        file.sync_all()
     };
     write().map_err(|e| {
         let _ = fs::remove_file(&tmp);
         io_err("write", path)(e)
-    })
+    })?;
+    Ok(tmp)
+}
+
+/// Writes `bytes` to `path` so that no reader ever sees a partial file: a synced temporary file
+/// renamed over `path`, then the directory synced.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let tmp = stage(path, bytes, mode)?;
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io_err("write", path)(e)
+    })?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("sync", dir))
 }
 
 #[cfg(test)]

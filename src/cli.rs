@@ -404,7 +404,23 @@ impl Cli {
         })
     }
 
-    /// The log filter for `-v`/`-q` when `RUST_LOG` is not set.
+    /// The level filter for `-v`/`-q` when `RUST_LOG` is not set.
+    pub fn log_targets(&self) -> tracing_subscriber::filter::Targets {
+        use tracing::Level;
+        use tracing_subscriber::filter::Targets;
+        let (ours, others) = match (self.verbose, self.quiet) {
+            (0, 0) => (Level::INFO, Level::WARN),
+            (1, _) => (Level::DEBUG, Level::INFO),
+            (v, _) if v >= 2 => (Level::TRACE, Level::TRACE),
+            (_, 1) => (Level::WARN, Level::WARN),
+            _ => (Level::ERROR, Level::ERROR),
+        };
+        Targets::new()
+            .with_target("acme_client", ours)
+            .with_default(others)
+    }
+
+    /// The same as an EnvFilter directive, for a malformed `RUST_LOG`.
     pub fn log_filter(&self) -> &'static str {
         match (self.verbose, self.quiet) {
             (0, 0) => "acme_client=info,warn",

@@ -104,6 +104,7 @@ pub struct Session {
 pub struct OrderRef {
     session: Session,
     url: String,
+    finalize: String,
 }
 
 /// The certificate key being generated in the background while the CA validates (RSA keys take
@@ -225,6 +226,7 @@ impl Step {
                     order: OrderRef {
                         session,
                         url: order_url,
+                        finalize: order.finalize,
                     },
                     key,
                 })
@@ -243,22 +245,6 @@ impl Step {
             }
             Step::Finalize { order, reused, key } => {
                 let acme = &order.session.acme;
-                let mut poll = Backoff::new(plan);
-                let finalize_url = loop {
-                    let reply = acme.get(&order.url).await?;
-                    let state: Order = reply.json()?;
-                    match order_next(&state) {
-                        OrderNext::Finalize => break state.finalize,
-                        OrderNext::Download(url) => {
-                            return Err(Error::Protocol {
-                                url,
-                                detail: "the order was already valid before we finalized it".into(),
-                            });
-                        }
-                        OrderNext::Fail(problem) => return Err(invalid_order(&order.url, problem)),
-                        OrderNext::Wait => poll.wait(reply.retry_after()).await?,
-                    }
-                };
                 let (key, csr) = match (key, &plan.request) {
                     (Some(job), _) => {
                         let key = job.await.map_err(|e| {
@@ -272,9 +258,7 @@ impl Step {
                         return Err(Error::Local("no certificate key was generated".into()));
                     }
                 };
-                let mut reply = acme
-                    .post(&finalize_url, Some(&json!({"csr": b64(&csr)})), None)
-                    .await?;
+                let mut reply = finalize(acme, plan, &order, &csr).await?;
                 let mut poll = Backoff::new(plan);
                 let url = loop {
                     let state: Order = reply.json()?;
@@ -349,6 +333,36 @@ impl Step {
                 Ok(Step::Done(done))
             }
             done @ Step::Done(_) => Ok(done),
+        }
+    }
+}
+
+/// Sends the CSR (RFC 8555 §7.4). All authorizations are valid by now, so the order is almost
+/// always `ready`: finalize at once, and only if the CA answers `orderNotReady` poll the order
+/// until it is ready and try again.
+async fn finalize(acme: &Transport, plan: &Plan, order: &OrderRef, csr: &[u8]) -> Result<Reply> {
+    let payload = json!({"csr": b64(csr)});
+    let mut poll = Backoff::new(plan);
+    loop {
+        match acme.post(&order.finalize, Some(&payload), None).await {
+            Err(Error::Acme { problem }) if problem.is_type("orderNotReady") => {}
+            other => return other,
+        }
+        loop {
+            poll.wait(None).await?;
+            let reply = acme.get(&order.url).await?;
+            let state: Order = reply.json()?;
+            match order_next(&state) {
+                OrderNext::Finalize => break,
+                OrderNext::Fail(problem) => return Err(invalid_order(&order.url, problem)),
+                OrderNext::Download(url) => {
+                    return Err(Error::Protocol {
+                        url,
+                        detail: "the order became valid before we finalized it".into(),
+                    });
+                }
+                OrderNext::Wait => {}
+            }
         }
     }
 }
@@ -538,7 +552,7 @@ pub struct Backoff {
 }
 
 /// First polling pause: a fast CA finishes validation in a few milliseconds.
-const POLL_FIRST: Duration = Duration::from_millis(5);
+const POLL_FIRST: Duration = Duration::from_millis(2);
 /// Longest pause between two polls when the CA gives no `Retry-After`.
 const POLL_MAX: Duration = Duration::from_secs(2);
 /// Longest `Retry-After` honoured for a poll (a CA asking more is still polled at this pace).
@@ -649,7 +663,7 @@ mod tests {
         crate::install_crypto_provider();
         let mut b = Backoff::new(&plan());
         let delays: Vec<u128> = (0..12).map(|_| b.delay(None).as_millis()).collect();
-        assert_eq!(&delays[..5], &[5, 10, 20, 40, 80]);
+        assert_eq!(&delays[..5], &[2, 4, 8, 16, 32]);
         assert_eq!(*delays.last().unwrap(), 2000);
     }
 
@@ -666,7 +680,7 @@ mod tests {
             POLL_RETRY_AFTER_MAX
         );
         // A Retry-After of 0 never makes polling faster than the backoff.
-        assert_eq!(b.delay(Some(Duration::ZERO)), Duration::from_millis(20));
+        assert_eq!(b.delay(Some(Duration::ZERO)), Duration::from_millis(8));
     }
 
     #[tokio::test]

@@ -165,7 +165,10 @@ async fn no_serve_writes_the_files_prints_json_and_exits() {
     let events = timings["events"].as_array().unwrap();
     let requests = events.iter().filter(|e| e["kind"] == "request").count();
     assert!(requests >= 8, "{requests} requests");
-    assert!(events.iter().any(|e| e["kind"] == "poll"), "polling waits are reported");
+    assert!(
+        events.iter().any(|e| e["kind"] == "poll"),
+        "polling waits are reported"
+    );
     let (total, ca, own) = (
         timings["total_ms"].as_f64().unwrap(),
         timings["ca_wait_ms"].as_f64().unwrap(),
@@ -174,7 +177,11 @@ async fn no_serve_writes_the_files_prints_json_and_exits() {
     assert!(ca > 0.0 && ca <= total, "ca_wait_ms {ca} of {total}");
     assert!((total - ca - own).abs() < 0.01);
     // --timings prints the same on stderr.
-    assert!(client.stderr().contains("waiting on the CA"), "{}", client.stderr());
+    assert!(
+        client.stderr().contains("waiting on the CA"),
+        "{}",
+        client.stderr()
+    );
     for file in ["key.pem", "cert.pem", "chain.pem", "fullchain.pem"] {
         let path = client.out.path().join(file);
         assert!(path.is_file(), "{file} missing");
