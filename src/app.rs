@@ -33,15 +33,18 @@ pub async fn run(config: Config) -> Result<()> {
     let cancel = CancellationToken::new();
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
 
-    // Fail fast on local problems, before any network traffic.
+    // Fail fast on local problems, before any network traffic (one trip to a blocking thread).
     let out = config.out.clone();
-    blocking(move || check_out_dir(&out)).await.map_err(|e| {
-        Error::Usage(format!(
-            "{e}; choose a directory acme-client can create and write"
-        ))
-    })?;
     let account_config = config.account_key.clone();
-    let (account_key, account_known) = blocking(move || load_account_key(&account_config)).await?;
+    let (account_key, account_known) = blocking(move || {
+        check_out_dir(&out).map_err(|e| {
+            Error::Usage(format!(
+                "{e}; choose a directory acme-client can create and write"
+            ))
+        })?;
+        load_account_key(&account_config)
+    })
+    .await?;
     let listeners = Listeners::bind(&config).await?;
 
     tasks.spawn(stop_on_signal(cancel.clone()));
