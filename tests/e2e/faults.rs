@@ -344,76 +344,46 @@ async fn server_error_without_a_problem_document() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rate_limit_is_waited_out() {
+/// Runs the client through a proxy answering every `nth` newOrder with `status` and
+/// `Retry-After: 1`. Returns the exit code, stderr and the time taken.
+async fn rate_limited(nth: usize, status: u16, extra: &[&str]) -> (Option<i32>, String, Duration) {
     let pebble = Pebble::start(&[]).await;
-    let proxy = Proxy::start(
-        &pebble,
-        vec![Rule::new(
-            "/order-plz",
-            1,
-            Fault::RetryLater {
-                status: 429,
-                secs: 1,
-            },
-        )],
-    )
-    .await;
+    let fault = Fault::RetryLater { status, secs: 1 };
+    let proxy = Proxy::start(&pebble, vec![Rule::new("/order-plz", nth, fault)]).await;
     let started = Instant::now();
     let mut client = Client::start_at(
         &pebble,
         &proxy.dir_url(),
         "http01",
         &["rl.example.test"],
-        &["--no-serve"],
+        extra,
     );
     let status = client.wait_exit(Duration::from_secs(30)).await;
-    assert_eq!(
-        status.map(|s| s.code()),
-        Some(Some(0)),
-        "{}",
-        client.stderr()
-    );
-    assert!(client.stderr().contains("the CA asks to retry later"));
+    (
+        status.and_then(|s| s.code()),
+        client.stderr(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_is_waited_out() {
+    let (code, stderr, took) = rate_limited(1, 429, &["--no-serve"]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("the CA asks to retry later"));
     assert!(
-        started.elapsed() >= Duration::from_secs(1),
+        took >= Duration::from_secs(1),
         "Retry-After was not honoured"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endless_rate_limit_stops_within_the_timeout() {
-    let pebble = Pebble::start(&[]).await;
-    let proxy = Proxy::start(
-        &pebble,
-        vec![Rule::new(
-            "/order-plz",
-            0,
-            Fault::RetryLater {
-                status: 503,
-                secs: 1,
-            },
-        )],
-    )
-    .await;
-    let started = Instant::now();
-    let mut client = Client::start_at(
-        &pebble,
-        &proxy.dir_url(),
-        "http01",
-        &["rl.example.test"],
-        &["--no-serve", "--timeout", "4"],
-    );
-    let status = client.wait_exit(Duration::from_secs(15)).await;
-    let stderr = client.stderr();
-    assert_eq!(status.map(|s| s.code()), Some(Some(4)), "{stderr}");
+    let (code, stderr, took) = rate_limited(0, 503, &["--no-serve", "--timeout", "4"]).await;
+    assert_eq!(code, Some(4), "{stderr}");
     assert!(
         stderr.lines().last().unwrap().contains("rateLimited"),
         "{stderr}"
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(6),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(took < Duration::from_secs(6), "{took:?}");
 }
