@@ -289,13 +289,7 @@ impl Cli {
             ChallengeArg::Tlsalpn01 => ChallengeKind::TlsAlpn01,
         };
         let dir = validate_dir(&self.dir)?;
-        let mut names: Vec<String> = Vec::new();
-        for raw in &self.domains {
-            let name = normalize_identifier(raw, challenge)?;
-            if !names.contains(&name) {
-                names.push(name);
-            }
-        }
+        let mut names = normalize_all(&self.domains, challenge)?;
         let mut serve = !self.no_serve;
         let request = match &self.csr {
             None => CertRequest::Generate(self.key_type),
@@ -306,13 +300,7 @@ impl Cli {
                         path.display()
                     ))
                 })?;
-                let mut from_csr: Vec<String> = Vec::new();
-                for raw in &csr.names {
-                    let name = normalize_identifier(raw, challenge)?;
-                    if !from_csr.contains(&name) {
-                        from_csr.push(name);
-                    }
-                }
+                let from_csr = normalize_all(&csr.names, challenge)?;
                 if !names.is_empty() && sorted(&names) != sorted(&from_csr) {
                     return Err(Error::Usage(format!(
                         "--domain names ({}) differ from the names in --csr ({}); give the same names or leave out --domain",
@@ -447,6 +435,18 @@ fn decode_mac_key(key: &str) -> Option<Vec<u8>> {
         .iter()
         .find_map(|engine| engine.decode(key).ok())
         .filter(|k| !k.is_empty())
+}
+
+/// Normalises every name, dropping duplicates and keeping the first-seen order.
+fn normalize_all(raws: &[String], challenge: ChallengeKind) -> Result<Vec<String>> {
+    let mut names: Vec<String> = Vec::new();
+    for raw in raws {
+        let name = normalize_identifier(raw, challenge)?;
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    Ok(names)
 }
 
 /// A `--domain` value as an identifier: an IP address in canonical form (RFC 8738; not with

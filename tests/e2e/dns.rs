@@ -42,6 +42,16 @@ async fn start() -> Running {
     }
 }
 
+/// Two dns-01 values at _acme-challenge.zone.test, as for a name and its wildcard.
+fn present_two_txt_values(store: &ChallengeStore) -> [acme_client::challenge::Presented; 2] {
+    ["t1", "t2"].map(|token| {
+        let publication = ChallengeKind::Dns01
+            .publication(&Identifier::dns("zone.test"), token, &format!("{token}.k"))
+            .unwrap();
+        store.present(publication)
+    })
+}
+
 fn query(id: u16, name: &str, qtype: RecordType) -> Vec<u8> {
     let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
     msg.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
@@ -78,16 +88,7 @@ async fn tcp_ask(server: SocketAddr, packet: &[u8]) -> Message {
 #[tokio::test]
 async fn answers_over_udp_and_tcp() {
     let dns = start().await;
-    let _g1 = dns.store.present(
-        ChallengeKind::Dns01
-            .publication(&Identifier::dns("zone.test"), "t1", "t1.a")
-            .unwrap(),
-    );
-    let _g2 = dns.store.present(
-        ChallengeKind::Dns01
-            .publication(&Identifier::dns("zone.test"), "t2", "t2.b")
-            .unwrap(),
-    );
+    let _published = present_two_txt_values(&dns.store);
     for over_tcp in [false, true] {
         let ask = |p: Vec<u8>| async move {
             if over_tcp {
@@ -285,16 +286,7 @@ async fn random_packets_over_the_wire_then_correct_answers() {
 async fn answers_are_small_and_odd_questions_are_refused() {
     use hickory_server::proto::rr::DNSClass;
     let dns = start().await;
-    let _g1 = dns.store.present(
-        ChallengeKind::Dns01
-            .publication(&Identifier::dns("zone.test"), "t1", "t1.a")
-            .unwrap(),
-    );
-    let _g2 = dns.store.present(
-        ChallengeKind::Dns01
-            .publication(&Identifier::dns("zone.test"), "t2", "t2.b")
-            .unwrap(),
-    );
+    let _published = present_two_txt_values(&dns.store);
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     for (name, qtype) in [
         ("zone.test.", RecordType::ANY),

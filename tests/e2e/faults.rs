@@ -166,9 +166,7 @@ async fn challenge_found_invalid_keeps_the_old_files() {
     for f in old {
         std::fs::write(client.out.path().join(f), format!("old {f}")).unwrap();
     }
-    let status = client.wait_exit(Duration::from_secs(30)).await;
-    let stderr = client.stderr();
-    assert_eq!(status.map(|s| s.code()), Some(Some(4)), "{stderr}");
+    let stderr = client.expect_exit(4, Duration::from_secs(30)).await;
     let last = stderr.lines().last().unwrap();
     for e in [
         "validating the authorizations",

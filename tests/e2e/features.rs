@@ -412,13 +412,7 @@ async fn pebble_directory_preset() {
         &["--no-serve", "--json"],
     );
     let mut client = Client::spawn(&args);
-    let status = client.wait_exit(Duration::from_secs(60)).await;
-    assert_eq!(
-        status.map(|s| s.code()),
-        Some(Some(0)),
-        "{}",
-        client.stderr()
-    );
+    client.expect_exit(0, Duration::from_secs(60)).await;
     let summary: serde_json::Value = serde_json::from_str(client.stdout().trim()).unwrap();
     assert!(
         summary["account_url"]
@@ -467,12 +461,6 @@ async fn the_users_csr() {
         &["other.example.test"],
         &["--no-serve", "--csr", path.to_str().unwrap()],
     );
-    let status = mismatch.wait_exit(Duration::from_secs(10)).await;
-    assert_eq!(
-        status.map(|s| s.code()),
-        Some(Some(2)),
-        "{}",
-        mismatch.stderr()
-    );
+    mismatch.expect_exit(2, Duration::from_secs(10)).await;
     assert!(mismatch.stderr().contains("differ from the names in --csr"));
 }

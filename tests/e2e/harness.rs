@@ -431,6 +431,15 @@ impl Client {
         }
     }
 
+    /// Waits at most `limit` for the process to exit and asserts its exit code (showing stderr
+    /// when it differs). Returns stderr.
+    pub async fn expect_exit(&mut self, code: i32, limit: Duration) -> String {
+        let status = self.wait_exit(limit).await;
+        let stderr = self.stderr();
+        assert_eq!(status.map(|s| s.code()), Some(Some(code)), "{stderr}");
+        stderr
+    }
+
     /// Waits until the certificate is served (the summary is on stdout), or the process exits.
     pub async fn wait_serving(&mut self, pebble: &Pebble) {
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -15,13 +15,7 @@ async fn sigterm_stops_everything_and_exits_0() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let status = client.wait_exit(Duration::from_secs(2)).await;
-    assert_eq!(
-        status.map(|s| s.code()),
-        Some(Some(0)),
-        "{}",
-        client.stderr()
-    );
+    client.expect_exit(0, Duration::from_secs(2)).await;
     assert_ports_free(&client, &pebble);
 }
 
@@ -108,9 +102,7 @@ async fn unreachable_ca_is_retried_briefly_then_reported() {
     .collect();
     let started = Instant::now();
     let mut client = Client::spawn(&args);
-    let status = client.wait_exit(Duration::from_secs(15)).await;
-    let stderr = client.stderr();
-    assert_eq!(status.map(|s| s.code()), Some(Some(3)), "{stderr}");
+    let stderr = client.expect_exit(3, Duration::from_secs(15)).await;
     assert!(
         stderr
             .lines()

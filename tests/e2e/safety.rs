@@ -22,13 +22,7 @@ async fn no_key_material_in_trace_logs() {
         &["--no-serve", "-vv"],
     );
     let mut client = Client::spawn_logging(&args, "trace");
-    let status = client.wait_exit(Duration::from_secs(60)).await;
-    assert_eq!(
-        status.map(|s| s.code()),
-        Some(Some(0)),
-        "{}",
-        client.stderr()
-    );
+    client.expect_exit(0, Duration::from_secs(60)).await;
     let logs = format!("{}{}", client.stderr(), client.stdout());
     assert!(
         logs.matches("TRACE").count() > 100,
@@ -72,13 +66,7 @@ async fn names_are_normalised_deduplicated_and_idn_converted() {
         "bücher.example.test",
     ];
     let mut client = Client::start(&pebble, "dns01", &names, &["--no-serve"]);
-    let status = client.wait_exit(Duration::from_secs(60)).await;
-    assert_eq!(
-        status.map(|s| s.code()),
-        Some(Some(0)),
-        "{}",
-        client.stderr()
-    );
+    client.expect_exit(0, Duration::from_secs(60)).await;
     let leaf = CertificateDer::from_pem_file(client.out.path().join("cert.pem")).unwrap();
     let mut sans = san_names(&leaf);
     sans.sort();
@@ -91,9 +79,7 @@ async fn a_busy_port_names_the_port_and_its_flag() {
     // Something else already holds the DNS port.
     let _squatter = std::net::UdpSocket::bind(("127.0.0.1", pebble.dns_port)).unwrap();
     let mut client = Client::start(&pebble, "http01", &["busy.example.test"], &["--no-serve"]);
-    let status = client.wait_exit(Duration::from_secs(10)).await;
-    let stderr = client.stderr();
-    assert_eq!(status.map(|s| s.code()), Some(Some(6)), "{stderr}");
+    let stderr = client.expect_exit(6, Duration::from_secs(10)).await;
     let last = stderr.lines().last().unwrap();
     assert!(
         last.contains(&format!("127.0.0.1:{}", pebble.dns_port)) && last.contains("--dns-port"),
@@ -116,9 +102,7 @@ async fn an_unwritable_out_is_a_usage_error_before_any_traffic() {
         &["out.example.test"],
         &["--no-serve", "--out", out.to_str().unwrap()],
     );
-    let status = client.wait_exit(Duration::from_secs(10)).await;
-    let stderr = client.stderr();
-    assert_eq!(status.map(|s| s.code()), Some(Some(2)), "{stderr}");
+    let stderr = client.expect_exit(2, Duration::from_secs(10)).await;
     assert!(
         stderr
             .lines()
