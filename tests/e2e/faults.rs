@@ -48,15 +48,14 @@ async fn fails(
 }
 
 async fn succeeds(pebble: &Pebble, challenge: &str, names: &[&str]) -> Client {
-    let mut client = Client::start(pebble, challenge, names, &["--no-serve", "--timeout", "90"]);
-    let status = client.wait_exit(Duration::from_secs(100)).await;
-    assert_eq!(
-        status.map(|s| s.code()),
-        Some(Some(0)),
-        "{}\n--- pebble\n{}",
-        client.stderr(),
-        pebble.log()
-    );
+    let client = Client::run_to_success(
+        pebble,
+        challenge,
+        names,
+        &["--timeout", "90"],
+        Duration::from_secs(100),
+    )
+    .await;
     assert!(client.out.path().join("fullchain.pem").is_file());
     client
 }

@@ -18,17 +18,10 @@ async fn obtain(
     names: &[&str],
     extra: &[&str],
 ) -> (serde_json::Value, Client) {
-    let mut args = vec!["--no-serve", "--json"];
+    let mut args = vec!["--json"];
     args.extend_from_slice(extra);
-    let mut client = Client::start(pebble, challenge, names, &args);
-    let status = client.wait_exit(Duration::from_secs(60)).await;
-    assert_eq!(
-        status.map(|s| s.code()),
-        Some(Some(0)),
-        "{}\n--- pebble\n{}",
-        client.stderr(),
-        pebble.log()
-    );
+    let client =
+        Client::run_to_success(pebble, challenge, names, &args, Duration::from_secs(60)).await;
     let summary = serde_json::from_str(client.stdout().trim()).unwrap();
     (summary, client)
 }

@@ -440,6 +440,29 @@ impl Client {
         stderr
     }
 
+    /// Runs the client with `--no-serve` plus `extra` to completion within `limit` and asserts
+    /// it exits 0 (showing its stderr and Pebble's log when not).
+    pub async fn run_to_success(
+        pebble: &Pebble,
+        challenge: &str,
+        names: &[&str],
+        extra: &[&str],
+        limit: Duration,
+    ) -> Client {
+        let mut args = vec!["--no-serve"];
+        args.extend_from_slice(extra);
+        let mut client = Client::start(pebble, challenge, names, &args);
+        let status = client.wait_exit(limit).await;
+        assert_eq!(
+            status.map(|s| s.code()),
+            Some(Some(0)),
+            "{}\n--- pebble\n{}",
+            client.stderr(),
+            pebble.log()
+        );
+        client
+    }
+
     /// Waits until the certificate is served (the summary is on stdout), or the process exits.
     pub async fn wait_serving(&mut self, pebble: &Pebble) {
         let deadline = Instant::now() + Duration::from_secs(60);
