@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::{TcpListener, TcpSocket, UdpSocket};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -16,16 +16,19 @@ use tracing::{info, warn};
 use crate::acme::client::http_client;
 use crate::acme::jws::AccountKey;
 use crate::acme::machine::{Outcome, Plan, obtain};
+use crate::acme::policy::Policy;
 use crate::acme::timeline::Timeline;
 use crate::cert::{Files, check_out_dir, write_atomic};
 use crate::challenge::{ChallengeKind, ChallengeStore, dns, http, tls_alpn};
 use crate::cli::{AccountKeyConfig, Config};
 use crate::error::{Error, Result};
 use crate::serve::{self, https, shutdown};
-use crate::summary::Summary;
+use crate::summary::{Summary, Validation};
 
 /// Longest wait for the servers to stop once shutdown starts (the contract says 2 s in all).
 const DRAIN: Duration = Duration::from_millis(1500);
+/// Pending connections the kernel queues for a listener (tokio's own default).
+const LISTEN_BACKLOG: u32 = 1024;
 
 /// Runs the whole program; returns once everything has stopped.
 pub async fn run(config: Config) -> Result<()> {
@@ -49,13 +52,10 @@ pub async fn run(config: Config) -> Result<()> {
 
     tasks.spawn(stop_on_signal(cancel.clone()));
     let store = ChallengeStore::new();
-    let dns = dns::DnsHandler::new(&config.names, config.record, store.clone())?;
-    tasks.spawn(dns::serve(
-        listeners.dns_udp,
-        listeners.dns_tcp,
-        dns,
-        cancel.clone(),
-    ));
+    if let Some((udp, tcp)) = listeners.dns {
+        let dns = dns::DnsHandler::new(&config.names, config.record, store.clone())?;
+        tasks.spawn(dns::serve(udp, tcp, dns, cancel.clone()));
+    }
     if let Some(listener) = listeners.http {
         let handler = http::handler(store.clone());
         tasks.spawn(server("http-01", listener, None, handler, cancel.clone()));
@@ -65,16 +65,19 @@ pub async fn run(config: Config) -> Result<()> {
         .then(|| tls_alpn::server_config(store.clone()));
     let router = Arc::new(https::TlsRouter::new(acme_tls));
     let page = Arc::new(OnceLock::new());
-    let https_addr = listeners.https.as_ref().and_then(|l| l.local_addr().ok());
-    if let Some(listener) = listeners.https {
+    let https_addr = listeners.https.as_ref().and_then(HttpsPort::local_addr);
+    // tls-alpn-01 needs the port from the start; otherwise it accepts only once the
+    // certificate exists.
+    let serve_https = |tasks: &mut JoinSet<Result<()>>, listener: TcpListener| {
         let handler = https::handler(page.clone());
-        tasks.spawn(server(
-            "https",
-            listener,
-            Some(router.clone()),
-            handler,
-            cancel.clone(),
-        ));
+        let tls = Some(router.clone());
+        tasks.spawn(server("https", listener, tls, handler, cancel.clone()));
+    };
+    let mut https_reserved = None;
+    match listeners.https {
+        Some(HttpsPort::Listening(listener)) => serve_https(&mut tasks, listener),
+        Some(HttpsPort::Reserved(socket)) => https_reserved = Some(socket),
+        None => {}
     }
     let shutdown_addr = listeners
         .shutdown
@@ -85,35 +88,43 @@ pub async fn run(config: Config) -> Result<()> {
         tasks.spawn(server("shutdown", listener, None, handler, cancel.clone()));
     }
 
-    let result = match issue(&config, store, account_key, account_known, &cancel, started).await {
-        Ok((outcome, files)) => match (&outcome.key, config.serve) {
-            (Some(key), true) => match https::site_config(&outcome.issued, key) {
-                Ok(site) => {
-                    let _ = page.set(https::describe(&outcome.issued));
-                    router.set_site(site);
-                    report(
-                        &config,
-                        &outcome,
-                        &files,
-                        started,
-                        https_addr,
-                        shutdown_addr,
-                    );
-                    if let Some(addr) = https_addr {
-                        info!(%addr, "serving the certificate");
-                    }
-                    cancel.cancelled().await;
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            },
-            _ => {
-                report(&config, &outcome, &files, started, None, None);
-                Ok(())
-            }
-        },
-        Err(e) => Err(e),
-    };
+    // Every early return in here still goes through the drain below.
+    let result = async {
+        let (outcome, files) =
+            issue(&config, store, account_key, account_known, &cancel, started).await?;
+        let (Some(key), true) = (&outcome.key, config.serve) else {
+            report(&config, &outcome, &files, started, None, None);
+            return Ok(());
+        };
+        let site = https::site_config(&outcome.issued, key)?;
+        let _ = page.set(https::describe(&outcome.issued));
+        router.set_site(site);
+        if let Some(socket) = https_reserved.take() {
+            let addr = https_addr.unwrap_or(SocketAddr::new(config.bind, 0));
+            let listener = socket.listen(LISTEN_BACKLOG).map_err(bind_err(
+                "https",
+                "tcp",
+                addr,
+                "--https-port",
+            ))?;
+            log_listening("tcp", "https", listener.local_addr());
+            serve_https(&mut tasks, listener);
+        }
+        report(
+            &config,
+            &outcome,
+            &files,
+            started,
+            https_addr,
+            shutdown_addr,
+        );
+        if let Some(addr) = https_addr {
+            info!(%addr, "serving the certificate");
+        }
+        cancel.cancelled().await;
+        Ok(())
+    }
+    .await;
 
     cancel.cancel();
     let drained = drain(&mut tasks).await;
@@ -121,13 +132,12 @@ pub async fn run(config: Config) -> Result<()> {
     result.and(drained)
 }
 
-/// The account key: loaded from `--account-key` if the file exists (then the account is looked
-/// up first), created there (mode 0600) if not, or a fresh one for this run only.
+/// The account key: loaded from its file (`--account-key`, or `account.pem` in `--out`) if it
+/// exists, and then the account is looked up first; else created there (mode 0600). Returns the
+/// key and whether it was loaded.
 fn load_account_key(config: &AccountKeyConfig) -> Result<(AccountKey, bool)> {
-    let Some(path) = &config.path else {
-        return Ok((AccountKey::generate(config.kind)?, false));
-    };
-    let usage = |why: String| Error::Usage(format!("--account-key {}: {why}", path.display()));
+    let path = &config.path;
+    let usage = |why: String| Error::Usage(format!("account key {}: {why}", path.display()));
     match std::fs::read(path) {
         Ok(bytes) => {
             let block = pem::parse(&bytes).map_err(|e| {
@@ -193,6 +203,11 @@ async fn issue(
         trust,
         deadline: started + config.timeout,
         timeout: config.timeout,
+        policy: Policy::new(
+            config.rate_limits.budget(&config.dir),
+            started + config.timeout,
+            config.timeout,
+        ),
         store,
         account_known,
         contacts: config.contacts.clone(),
@@ -229,7 +244,7 @@ fn report(
 ) {
     let summary = Summary::new(
         outcome,
-        config.challenge.acme_type(),
+        validation(config),
         files,
         started.elapsed(),
         https,
@@ -245,36 +260,79 @@ fn report(
     }
 }
 
+/// Where the CA validates and where acme-client answers, for the summary.
+fn validation(config: &Config) -> Validation {
+    let (ca_port, listening) = match config.challenge {
+        ChallengeKind::Http01 => (80, config.http_port),
+        ChallengeKind::Dns01 => (53, config.dns_port),
+        ChallengeKind::TlsAlpn01 => (443, config.https_port),
+    };
+    Validation {
+        challenge: config.challenge.acme_type(),
+        ca_port: config.public_ca.map(|_| ca_port),
+        listening,
+    }
+}
+
+/// The HTTPS port: listening from the start (tls-alpn-01 validates there), or bound and
+/// reserved, accepting nothing until the certificate exists.
+enum HttpsPort {
+    Listening(TcpListener),
+    Reserved(TcpSocket),
+}
+
+impl HttpsPort {
+    fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            HttpsPort::Listening(l) => l.local_addr().ok(),
+            HttpsPort::Reserved(s) => s.local_addr().ok(),
+        }
+    }
+}
+
 /// Every listener, bound before anything else happens so a busy port is reported at once.
 struct Listeners {
-    dns_udp: UdpSocket,
-    dns_tcp: TcpListener,
+    /// The DNS server's sockets, when it has work (dns-01, or `--record` given).
+    dns: Option<(UdpSocket, TcpListener)>,
     http: Option<TcpListener>,
-    https: Option<TcpListener>,
+    https: Option<HttpsPort>,
     shutdown: Option<TcpListener>,
 }
 
 impl Listeners {
     async fn bind(config: &Config) -> Result<Self> {
         let at = |port| SocketAddr::new(config.bind, port);
-        let dns_udp = UdpSocket::bind(at(config.dns_port))
-            .await
-            .map_err(bind_err("DNS", "udp", at(config.dns_port), "--dns-port"))?;
-        // UDP and TCP share the port number, so an ephemeral UDP port carries over to TCP.
-        let dns_port = dns_udp
-            .local_addr()
-            .map(|a| a.port())
-            .unwrap_or(config.dns_port);
-        log_listening("udp", "DNS", dns_udp.local_addr());
-        let dns_tcp = tcp(at(dns_port), "DNS", "--dns-port").await?;
+        let dns = if config.challenge == ChallengeKind::Dns01 || config.record.is_some() {
+            let udp = UdpSocket::bind(at(config.dns_port))
+                .await
+                .map_err(bind_err("DNS", "udp", at(config.dns_port), "--dns-port"))?;
+            // UDP and TCP share the port number, so an ephemeral UDP port carries over to TCP.
+            let dns_port = udp
+                .local_addr()
+                .map(|a| a.port())
+                .unwrap_or(config.dns_port);
+            log_listening("udp", "DNS", udp.local_addr());
+            let tcp = tcp(at(dns_port), "DNS", "--dns-port").await?;
+            Some((udp, tcp))
+        } else {
+            None
+        };
         let http = match config.challenge {
             ChallengeKind::Http01 => {
                 Some(tcp(at(config.http_port), "http-01", "--http-port").await?)
             }
             ChallengeKind::Dns01 | ChallengeKind::TlsAlpn01 => None,
         };
-        let https = if config.serve || config.challenge == ChallengeKind::TlsAlpn01 {
-            Some(tcp(at(config.https_port), "https", "--https-port").await?)
+        let https = if config.challenge == ChallengeKind::TlsAlpn01 {
+            Some(HttpsPort::Listening(
+                tcp(at(config.https_port), "https", "--https-port").await?,
+            ))
+        } else if config.serve {
+            Some(HttpsPort::Reserved(reserve(
+                at(config.https_port),
+                "https",
+                "--https-port",
+            )?))
         } else {
             None
         };
@@ -285,13 +343,35 @@ impl Listeners {
             None
         };
         Ok(Listeners {
-            dns_udp,
-            dns_tcp,
+            dns,
             http,
             https,
             shutdown,
         })
     }
+}
+
+/// Binds a TCP socket without listening: the port is ours (a busy port is found now) but no
+/// connection is accepted, not even by the kernel, until [`TcpSocket::listen`].
+fn reserve(addr: SocketAddr, what: &'static str, flag: &'static str) -> Result<TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(bind_err(what, "tcp", addr, flag))?;
+    // As TcpListener::bind does: a restart is not blocked by connections in TIME_WAIT. Linux
+    // still refuses the address while another socket listens on it.
+    socket
+        .set_reuseaddr(true)
+        .map_err(bind_err(what, "tcp", addr, flag))?;
+    socket
+        .bind(addr)
+        .map_err(bind_err(what, "tcp", addr, flag))?;
+    if let Ok(local) = socket.local_addr() {
+        info!("reserved tcp {local} ({what}); it accepts connections once the certificate exists");
+    }
+    Ok(socket)
 }
 
 async fn tcp(addr: SocketAddr, what: &'static str, flag: &'static str) -> Result<TcpListener> {

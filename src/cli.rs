@@ -11,6 +11,7 @@ use rustls_pki_types::pem::PemObject as _;
 
 use crate::acme::jws::AccountKeyType;
 use crate::acme::machine::{CertRequest, Eab};
+use crate::acme::policy::RateLimits;
 use crate::cert::{KeyType, UserCsr};
 use crate::challenge::ChallengeKind;
 use crate::error::{Error, Result};
@@ -86,9 +87,10 @@ pub struct Cli {
     )]
     pub domains: Vec<String>,
 
-    /// Address our DNS server gives for A queries of the requested names
+    /// Address our DNS server gives for A queries of the requested names (starts the DNS server
+    /// with http01 and tlsalpn01; dns01 always runs it)
     #[arg(long, value_name = "IPv4", help_heading = "The certificate")]
-    pub record: Ipv4Addr,
+    pub record: Option<Ipv4Addr>,
 
     /// Type of the certificate's key
     #[arg(
@@ -118,7 +120,8 @@ pub struct Cli {
     #[arg(long, help_heading = "The certificate")]
     pub revoke: bool,
 
-    /// PEM (PKCS#8) account key to use; created (mode 0600) if the file does not exist
+    /// PEM (PKCS#8) account key; created (mode 0600) if the file does not exist [default:
+    /// account.pem in --out]
     #[arg(long, value_name = "FILE", help_heading = "The account")]
     pub account_key: Option<PathBuf>,
 
@@ -184,6 +187,17 @@ pub struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "verbose", help_heading = "Output")]
     pub quiet: u8,
 
+    /// Request budget to keep to: auto = the published limits of a CA preset (Let's Encrypt's),
+    /// none for other CAs
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHICH",
+        default_value = "auto",
+        help_heading = "The CA"
+    )]
+    pub rate_limits: RateLimits,
+
     /// Address every server listens on
     #[arg(
         long,
@@ -198,32 +212,17 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR", help_heading = "Servers")]
     pub shutdown_bind: Option<IpAddr>,
 
-    /// DNS server port (UDP and TCP)
-    #[arg(
-        long,
-        value_name = "PORT",
-        default_value_t = 10053,
-        help_heading = "Servers"
-    )]
-    pub dns_port: u16,
+    /// DNS server port (UDP and TCP) [default: 53 with a public CA preset, where the CA validates; else 10053, as Pebble]
+    #[arg(long, value_name = "PORT", help_heading = "Servers")]
+    pub dns_port: Option<u16>,
 
-    /// http-01 responder port
-    #[arg(
-        long,
-        value_name = "PORT",
-        default_value_t = 5002,
-        help_heading = "Servers"
-    )]
-    pub http_port: u16,
+    /// http-01 responder port [default: 80 with a public CA preset, where the CA validates; else 5002, as Pebble]
+    #[arg(long, value_name = "PORT", help_heading = "Servers")]
+    pub http_port: Option<u16>,
 
-    /// HTTPS port: the certificate once obtained, and tls-alpn-01 validation
-    #[arg(
-        long,
-        value_name = "PORT",
-        default_value_t = 5001,
-        help_heading = "Servers"
-    )]
-    pub https_port: u16,
+    /// HTTPS port: the certificate once obtained, and tls-alpn-01 validation [default: 443 with a public CA preset, where the CA validates; else 5001, as Pebble]
+    #[arg(long, value_name = "PORT", help_heading = "Servers")]
+    pub https_port: Option<u16>,
 
     /// Port of GET /shutdown
     #[arg(
@@ -245,8 +244,8 @@ pub struct CaBundle {
 /// The account key to use.
 #[derive(Debug, Clone)]
 pub struct AccountKeyConfig {
-    /// `--account-key`: loaded if it exists, else created there.
-    pub path: Option<PathBuf>,
+    /// `--account-key`, or `account.pem` in `--out`: loaded if it exists, else created there.
+    pub path: PathBuf,
     /// The type of a key created here.
     pub kind: AccountKeyType,
 }
@@ -256,7 +255,10 @@ pub struct AccountKeyConfig {
 pub struct Config {
     pub challenge: ChallengeKind,
     pub dir: String,
-    pub record: Ipv4Addr,
+    /// The public CA preset `--dir` names (or whose URL it is); None for any other CA.
+    pub public_ca: Option<&'static str>,
+    pub rate_limits: RateLimits,
+    pub record: Option<Ipv4Addr>,
     /// Normalised names (lowercase, no final dot; IP addresses in canonical form), duplicates
     /// removed, in the order given.
     pub names: Vec<String>,
@@ -289,6 +291,16 @@ impl Cli {
             ChallengeArg::Tlsalpn01 => ChallengeKind::TlsAlpn01,
         };
         let dir = validate_dir(&self.dir)?;
+        let public_ca = public_ca(&dir);
+        // A public CA validates http-01 on 80, tls-alpn-01 on 443 and finds our DNS server on 53
+        // through delegation; any other CA (Pebble) where it is configured to.
+        let (dns_port, http_port, https_port) = match public_ca {
+            Some(_) => (53, 80, 443),
+            None => (10053, 5002, 5001),
+        };
+        let dns_port = self.dns_port.unwrap_or(dns_port);
+        let http_port = self.http_port.unwrap_or(http_port);
+        let https_port = self.https_port.unwrap_or(https_port);
         let mut names = normalize_all(&self.domains, challenge)?;
         let mut serve = !self.no_serve;
         let request = match &self.csr {
@@ -327,12 +339,8 @@ impl Cli {
         }
         let tls_port_used = serve || challenge == ChallengeKind::TlsAlpn01;
         let tcp_ports = [
-            (
-                "--http-port",
-                self.http_port,
-                challenge == ChallengeKind::Http01,
-            ),
-            ("--https-port", self.https_port, tls_port_used),
+            ("--http-port", http_port, challenge == ChallengeKind::Http01),
+            ("--https-port", https_port, tls_port_used),
             ("--shutdown-port", self.shutdown_port, serve),
         ];
         for (i, (flag_a, port_a, used_a)) in tcp_ports.iter().enumerate() {
@@ -365,24 +373,28 @@ impl Cli {
         let ca_bundle = self.ca_bundle.map(load_ca_bundle).transpose()?;
         Ok(Config {
             challenge,
+            public_ca,
             dir,
+            rate_limits: self.rate_limits,
             record: self.record,
             names,
             revoke: self.revoke,
             ca_bundle,
-            out: self.out,
+            out: self.out.clone(),
             serve,
             json: self.json,
             timings: self.timings,
             bind: self.bind,
             shutdown_bind: self.shutdown_bind.unwrap_or(self.bind),
-            dns_port: self.dns_port,
-            http_port: self.http_port,
-            https_port: self.https_port,
+            dns_port,
+            http_port,
+            https_port,
             shutdown_port: self.shutdown_port,
             timeout: Duration::from_secs(self.timeout),
             account_key: AccountKeyConfig {
-                path: self.account_key,
+                path: self
+                    .account_key
+                    .unwrap_or_else(|| self.out.join("account.pem")),
                 kind: self.account_key_type,
             },
             contacts: self.contact,
@@ -468,6 +480,14 @@ fn normalize_identifier(raw: &str, challenge: ChallengeKind) -> Result<String> {
         )));
     }
     Ok(name)
+}
+
+/// The public CA preset whose directory `dir` is, if any (Pebble is not public).
+pub fn public_ca(dir: &str) -> Option<&'static str> {
+    DIRECTORY_PRESETS
+        .iter()
+        .find(|(name, url)| *url == dir && *name != "pebble")
+        .map(|(name, _)| *name)
 }
 
 fn validate_dir(raw: &str) -> Result<String> {

@@ -35,9 +35,7 @@ pub enum Error {
     Usage(String),
 
     /// A listener could not be bound.
-    #[error(
-        "cannot listen on {proto} {addr} ({what}): {source}; free the port or choose another with {flag}"
-    )]
+    #[error("cannot listen on {proto} {addr} ({what}): {source}; {}", bind_fix(source, *addr, flag))]
     Bind {
         what: &'static str,
         proto: &'static str,
@@ -80,6 +78,23 @@ pub enum Error {
     )]
     Timeout { secs: u64, step: &'static str },
 
+    /// The CA asked to wait (429/503 with `Retry-After`) until after the deadline.
+    #[error(
+        "the CA asks to wait before {url} is tried again (Retry-After: {retry_after}, that is {wait}, until {until}), which is past --timeout {timeout_secs} s; run again after that time or give a larger --timeout"
+    )]
+    RetryLater {
+        url: String,
+        retry_after: String,
+        wait: String,
+        until: String,
+        timeout_secs: u64,
+    },
+
+    /// A request with an effect was sent but its answer never came: it may or may not have
+    /// been processed. The state machine reads the resource's state to find out.
+    #[error("the answer from {url} never came ({detail}); it may have been processed")]
+    AnswerLost { url: String, detail: String },
+
     /// Shutdown was requested before the certificate was obtained.
     #[error("shut down before the certificate was obtained")]
     Interrupted,
@@ -110,9 +125,9 @@ impl Error {
         match self {
             Error::Usage(_) => exit::USAGE,
             Error::Bind { .. } => exit::BIND,
-            Error::Trust { .. } | Error::Connect { .. } => exit::CONNECT,
+            Error::Trust { .. } | Error::Connect { .. } | Error::AnswerLost { .. } => exit::CONNECT,
             Error::Acme { .. } | Error::Invalid { .. } | Error::Protocol { .. } => exit::CA,
-            Error::Timeout { .. } => exit::TIMEOUT,
+            Error::Timeout { .. } | Error::RetryLater { .. } => exit::TIMEOUT,
             Error::Interrupted => exit::INTERRUPTED,
             Error::Io { .. } | Error::Local(_) => exit::LOCAL,
             Error::Step { source, .. } => source.exit_code(),
@@ -133,6 +148,18 @@ impl Error {
     /// Whether this is the CA's `badNonce` problem (RFC 8555 §6.5), which is always retried.
     pub fn is_bad_nonce(&self) -> bool {
         matches!(self, Error::Acme { problem } if problem.is_type("badNonce"))
+    }
+}
+
+/// What to do about a port that cannot be bound.
+fn bind_fix(source: &std::io::Error, addr: std::net::SocketAddr, flag: &str) -> String {
+    if source.kind() == std::io::ErrorKind::PermissionDenied && addr.port() < 1024 {
+        format!(
+            "ports below 1024 need root or CAP_NET_BIND_SERVICE (sudo setcap cap_net_bind_service=+ep \"$(command -v acme-client)\"), or choose a port of 1024 or more with {flag} and forward port {} to it",
+            addr.port()
+        )
+    } else {
+        format!("free the port or choose another with {flag}")
     }
 }
 

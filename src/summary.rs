@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::acme::machine::{Outcome, StepTiming};
+use crate::acme::policy::RequestStats;
 use crate::acme::timeline::Event;
 use crate::cert::Files;
 
@@ -24,6 +25,8 @@ pub struct Summary<'a> {
     pub revoked: bool,
     pub files: &'a Files,
     pub account_url: &'a str,
+    /// "created" when this run created the account, "reused" when it found it.
+    pub account: &'static str,
     pub order_url: &'a str,
     pub certificate_url: &'a str,
     pub terms_of_service: Option<&'a str>,
@@ -31,7 +34,45 @@ pub struct Summary<'a> {
     /// Where the certificate is served, when it is.
     pub https: Option<SocketAddr>,
     pub shutdown: Option<SocketAddr>,
+    /// Where the CA proves control, beside where acme-client listens for it.
+    pub validation: Validation,
+    /// Requests sent to the CA per endpoint, and 429/503 answers received.
+    pub ca_requests: &'a RequestStats,
     pub timings: Timings<'a>,
+}
+
+/// Where the CA connects to prove control, and where acme-client answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Validation {
+    pub challenge: &'static str,
+    /// The port a public CA uses (http-01 80, tls-alpn-01 443, DNS 53); None for another CA,
+    /// which uses what it is configured to (Pebble: 5002, 5001, its -dnsserver).
+    pub ca_port: Option<u16>,
+    /// The port acme-client answers on.
+    pub listening: u16,
+}
+
+impl Validation {
+    /// One line for people.
+    pub fn describe(&self) -> String {
+        let what = match self.challenge {
+            "dns-01" => "DNS",
+            other => other,
+        };
+        match self.ca_port {
+            Some(port) if port == self.listening => {
+                format!("the CA validates {what} on port {port}, where acme-client listens")
+            }
+            Some(port) => format!(
+                "the CA validates {what} on port {port}; acme-client listens on {}: forward {port} to it",
+                self.listening
+            ),
+            None => format!(
+                "the CA validates {what} where it is configured to; acme-client listens on {}",
+                self.listening
+            ),
+        }
+    }
 }
 
 /// Where the time went.
@@ -52,7 +93,7 @@ impl<'a> Summary<'a> {
     /// Builds the summary of `outcome`.
     pub fn new(
         outcome: &'a Outcome,
-        challenge: &'static str,
+        validation: Validation,
         files: &'a Files,
         elapsed: Duration,
         https: Option<SocketAddr>,
@@ -61,7 +102,7 @@ impl<'a> Summary<'a> {
         let info = &outcome.issued.info;
         Summary {
             names: &info.names,
-            challenge,
+            challenge: validation.challenge,
             serial: &info.serial,
             issuer: &info.issuer,
             chain_to: &info.chain_to,
@@ -70,12 +111,19 @@ impl<'a> Summary<'a> {
             revoked: outcome.revoked,
             files,
             account_url: &outcome.account_url,
+            account: if outcome.account_created {
+                "created"
+            } else {
+                "reused"
+            },
             order_url: &outcome.order_url,
             certificate_url: &outcome.certificate_url,
             terms_of_service: outcome.terms_of_service.as_deref(),
             reused_authorizations: outcome.reused_authorizations,
             https,
             shutdown,
+            validation,
+            ca_requests: &outcome.requests,
             timings: Timings {
                 total_ms: elapsed.as_secs_f64() * 1000.0,
                 ca_wait_ms: outcome.ca_wait_ms,
@@ -152,10 +200,19 @@ impl<'a> Summary<'a> {
             out.push_str("  revoked   yes\n");
         }
         out.push_str(&format!(
-            "  obtained  in {:.3} s, {} requests to the CA\n",
+            "  account   {} {}\n",
+            self.account, self.account_url
+        ));
+        let limited = match self.ca_requests.rate_limited {
+            0 => String::new(),
+            n => format!(" ({n} answered 429/503 and were waited out)"),
+        };
+        out.push_str(&format!(
+            "  obtained  in {:.3} s, {} requests to the CA{limited}\n",
             self.timings.total_ms / 1000.0,
             self.requests()
         ));
+        out.push_str(&format!("  validated {}\n", self.validation.describe()));
         if let (Some(https), Some(shutdown)) = (self.https, self.shutdown) {
             out.push_str(&format!(
                 "serving it on https://{}/ until GET http://{}/shutdown, SIGINT or SIGTERM\n",

@@ -6,6 +6,7 @@
 
 use std::error::Error as StdError;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,10 +15,12 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, LOCATION, RETRY_AFTER};
 use rustls_pki_types::CertificateDer;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::jws::AccountKey;
+use super::policy::{Endpoint, Policy, RetryAfter};
 use super::timeline::Timeline;
 use super::types::{Directory, Problem};
 use crate::error::{Error, Result};
@@ -35,15 +38,23 @@ const CONNECT_BACKOFF: [Duration; 3] = [
 const MAX_BAD_NONCE_RETRIES: u32 = 100;
 /// 429/503 retries per request, each waiting out `Retry-After` within the deadline.
 const MAX_RATE_LIMIT_RETRIES: u32 = 10;
+/// Times a read whose answer was lost is sent again.
+const MAX_LOST_READS: u32 = 2;
 /// Wait when a 429/503 carries no `Retry-After`.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Largest answer read from the CA. A 100-name certificate chain is about 20 KiB.
 const MAX_BODY: usize = 1024 * 1024;
 /// Nonces kept for later requests; more would only go stale.
 const NONCE_POOL: usize = 32;
+/// Most header lines read in one answer.
+const MAX_HEADERS: usize = 2000;
+/// Longest nonce accepted; real ones are a few dozen characters.
+const MAX_NONCE_LEN: usize = 512;
 
 /// The `Content-Type` of signed requests (RFC 8555 §6.2).
 const JOSE_JSON: &str = "application/jose+json";
+/// The header carrying a fresh nonce (RFC 8555 §6.5.1).
+const REPLAY_NONCE: &str = "replay-nonce";
 /// The `Accept` of the certificate download (RFC 8555 §7.4.2).
 pub const PEM_CHAIN: &str = "application/pem-certificate-chain";
 
@@ -66,9 +77,12 @@ impl Reply {
             .ok_or_else(|| self.protocol("no Location header"))
     }
 
-    /// `Retry-After` as a duration, from delta-seconds or an HTTP date (RFC 9110 §10.2.3).
-    pub fn retry_after(&self) -> Option<Duration> {
-        parse_retry_after(self.headers.get(RETRY_AFTER)?.to_str().ok()?)
+    /// `Retry-After` in any of its forms (RFC 9110 §10.2.3); None when absent or unreadable.
+    pub fn retry_after(&self) -> Option<RetryAfter> {
+        RetryAfter::parse(
+            self.headers.get(RETRY_AFTER)?.to_str().ok()?,
+            std::time::SystemTime::now(),
+        )
     }
 
     /// The body as JSON of type `T`.
@@ -109,16 +123,14 @@ impl Reply {
     }
 }
 
-/// Parses `Retry-After`: delta-seconds, or an IMF-fixdate in the future.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let format = time::format_description::well_known::Rfc2822;
-    let when = time::OffsetDateTime::parse(&value.replace("GMT", "+0000"), &format).ok()?;
-    let delta = when - time::OffsetDateTime::now_utc();
-    Some(Duration::try_from(delta).unwrap_or(Duration::ZERO))
+/// Whether a `Replay-Nonce` value is usable: base64url, as RFC 8555 §6.5.1 requires (clients
+/// must ignore any other value), and of a sane length.
+pub fn valid_nonce(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_NONCE_LEN
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Builds the HTTPS client for the CA at `dir_url`: rustls on ring, trusting only `roots` when
@@ -136,6 +148,8 @@ pub fn http_client(
         .user_agent(concat!("acme-client/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(5))
         .read_timeout(Duration::from_secs(30))
+        // A CA may send many Link headers (alternate chains, index); hyper's default is 100.
+        .http1_max_headers(MAX_HEADERS)
         .pool_idle_timeout(Duration::from_secs(60))
         .https_only(true);
     if let Some(roots) = roots {
@@ -174,12 +188,27 @@ pub struct Transport {
     http: reqwest::Client,
     /// How the CA's certificate is trusted, for error messages.
     trust: String,
-    deadline: Instant,
+    policy: Policy,
+    dir_url: String,
     directory: Directory,
     key: AccountKey,
     kid: Mutex<Option<String>>,
     nonces: Mutex<Vec<String>>,
+    /// Wakes requests waiting for a nonce when one comes in or a `newNonce` fetch ends.
+    nonce_ready: Notify,
+    /// Whether a `newNonce` request is in flight (one at a time).
+    nonce_fetching: AtomicBool,
     timeline: Timeline,
+}
+
+/// Clears the "fetching a nonce" flag and wakes the waiters, however the fetch ends.
+struct FetchingNonce<'a>(&'a Transport);
+
+impl Drop for FetchingNonce<'_> {
+    fn drop(&mut self) {
+        self.0.nonce_fetching.store(false, Ordering::SeqCst);
+        self.0.nonce_ready.notify_waiters();
+    }
 }
 
 impl Transport {
@@ -187,7 +216,7 @@ impl Transport {
     pub async fn connect(
         http: reqwest::Client,
         trust: String,
-        deadline: Instant,
+        policy: Policy,
         dir_url: &str,
         key: AccountKey,
         timeline: Timeline,
@@ -195,22 +224,26 @@ impl Transport {
         let mut transport = Transport {
             http,
             trust,
-            deadline,
+            policy,
+            dir_url: dir_url.to_owned(),
             directory: Directory {
                 new_nonce: String::new(),
                 new_account: String::new(),
                 new_order: String::new(),
                 revoke_cert: None,
                 key_change: None,
+                renewal_info: None,
                 meta: None,
             },
             key,
             kid: Mutex::new(None),
             nonces: Mutex::new(Vec::new()),
+            nonce_ready: Notify::new(),
+            nonce_fetching: AtomicBool::new(false),
             timeline,
         };
         let reply = transport
-            .send("GET", dir_url, || transport.http.get(dir_url))
+            .read("GET", dir_url, || transport.http.get(dir_url))
             .await?;
         if !reply.status.is_success() {
             return Err(Error::Acme {
@@ -231,41 +264,123 @@ impl Transport {
         &self.key
     }
 
+    /// The request policy (budget, pauses, requests in flight).
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     /// Sets the account URL used as `kid` from now on (RFC 8555 §6.2).
     pub fn set_kid(&self, kid: String) {
         *lock(&self.kid) = Some(kid);
     }
 
-    /// A nonce from the pool, or a fresh one from `newNonce` when none is held (RFC 8555 §7.2).
-    pub async fn nonce(&self) -> Result<String> {
-        if let Some(nonce) = lock(&self.nonces).pop() {
-            return Ok(nonce);
+    /// The endpoint class of `url`, for the request budget.
+    fn endpoint(&self, url: &str) -> Endpoint {
+        let d = &self.directory;
+        if url == self.dir_url {
+            Endpoint::Directory
+        } else if url == d.new_nonce {
+            Endpoint::NewNonce
+        } else if url == d.new_account {
+            Endpoint::NewAccount
+        } else if url == d.new_order {
+            Endpoint::NewOrder
+        } else if d.revoke_cert.as_deref() == Some(url) {
+            Endpoint::RevokeCert
+        } else if d
+            .renewal_info
+            .as_deref()
+            .is_some_and(|ri| url.starts_with(ri))
+        {
+            Endpoint::RenewalInfo
+        } else {
+            Endpoint::Other
         }
-        let url = self.directory.new_nonce.clone();
-        let reply = self.send("HEAD", &url, || self.http.head(&url)).await?;
-        lock(&self.nonces).pop().ok_or_else(|| Error::Protocol {
-            url,
-            detail: format!(
-                "newNonce answered {} without a Replay-Nonce header",
-                reply.status
-            ),
-        })
+    }
+
+    /// A nonce (RFC 8555 §7.2): from the pool, else from the next answer that brings one, with at
+    /// most one `newNonce` request in flight at a time.
+    pub async fn nonce(&self) -> Result<String> {
+        loop {
+            if let Some(nonce) = lock(&self.nonces).pop() {
+                return Ok(nonce);
+            }
+            let notified = self.nonce_ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !lock(&self.nonces).is_empty() {
+                continue;
+            }
+            if self
+                .nonce_fetching
+                .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                let _fetching = FetchingNonce(self);
+                let url = self.directory.new_nonce.clone();
+                let reply = self.read("HEAD", &url, || self.http.head(&url)).await?;
+                if !reply.headers.contains_key(REPLAY_NONCE) {
+                    return Err(Error::Protocol {
+                        url,
+                        detail: format!(
+                            "newNonce answered {} without a usable Replay-Nonce header",
+                            reply.status
+                        ),
+                    });
+                }
+                continue;
+            }
+            notified.await;
+        }
     }
 
     /// Returns an unspent nonce to the pool.
     pub fn restore_nonce(&self, nonce: String) {
-        lock(&self.nonces).push(nonce);
+        self.keep_nonce(nonce);
     }
 
-    /// POST-as-GET (RFC 8555 §6.3).
+    fn keep_nonce(&self, nonce: String) {
+        {
+            let mut pool = lock(&self.nonces);
+            if pool.len() >= NONCE_POOL {
+                pool.remove(0);
+            }
+            pool.push(nonce);
+        }
+        self.nonce_ready.notify_one();
+    }
+
+    /// POST-as-GET (RFC 8555 §6.3). A lost answer is asked for again.
     pub async fn get(&self, url: &str) -> Result<Reply> {
         self.post(url, None, None).await
+    }
+
+    /// A signed POST whose repetition does no harm (a read, or a request the CA treats as
+    /// idempotent, such as `newAccount` with the same key): a lost answer is asked for again.
+    pub async fn post(
+        &self,
+        url: &str,
+        payload: Option<&Value>,
+        accept: Option<&str>,
+    ) -> Result<Reply> {
+        let mut lost = 0;
+        loop {
+            match self.post_effect(url, payload, accept).await {
+                Err(Error::AnswerLost { url, detail }) if lost < MAX_LOST_READS => {
+                    lost += 1;
+                    warn!(%url, %detail, "the answer never came; asking again");
+                }
+                other => return other,
+            }
+        }
     }
 
     /// A signed POST with `payload` (None: POST-as-GET). Uses `kid` once set, `jwk` before.
     /// Retries `badNonce` with the nonce the error carried and waits out 429/503 `Retry-After`,
     /// both bounded; any other non-2xx answer becomes [`Error::Acme`] with the CA's problem.
-    pub async fn post(
+    /// When the answer never comes, it is not sent again: [`Error::AnswerLost`] lets the caller
+    /// read the resource's state, as the request may have been processed.
+    pub async fn post_effect(
         &self,
         url: &str,
         payload: Option<&Value>,
@@ -307,32 +422,71 @@ impl Transport {
                 );
                 continue;
             }
-            let limited = matches!(
-                reply.status,
-                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-            );
-            if limited && rate_limited < MAX_RATE_LIMIT_RETRIES {
-                let wait = reply.retry_after().unwrap_or(DEFAULT_RETRY_AFTER);
-                if Instant::now() + wait < self.deadline {
-                    rate_limited += 1;
-                    warn!(url, status = %reply.status, wait_ms = wait.as_millis() as u64, "the CA asks to retry later; waiting");
-                    let started = Instant::now();
-                    tokio::time::sleep(wait).await;
-                    self.timeline.record(
-                        "rate limit",
-                        format!("Retry-After of {url}"),
-                        None,
-                        started,
-                    );
-                    continue;
-                }
+            if is_limited(reply.status) && rate_limited < MAX_RATE_LIMIT_RETRIES {
+                rate_limited += 1;
+                self.wait_out(&reply)?;
+                continue;
             }
             return Err(Error::Acme { problem });
         }
     }
 
-    /// Sends one request, retrying only a connection that could not be opened, and reads the
-    /// whole reply. A TLS trust failure is never retried. Keeps the reply's `Replay-Nonce`.
+    /// An unsigned read (the directory, `newNonce`): 429/503 are waited out, a lost answer is
+    /// asked for again, both bounded. Other answers are returned as they are.
+    async fn read(
+        &self,
+        method: &'static str,
+        url: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Reply> {
+        let mut rate_limited = 0;
+        let mut lost = 0;
+        loop {
+            match self.send(method, url, &build).await {
+                Ok(reply) if is_limited(reply.status) && rate_limited < MAX_RATE_LIMIT_RETRIES => {
+                    rate_limited += 1;
+                    self.wait_out(&reply)?;
+                }
+                Err(Error::AnswerLost { url, detail }) if lost < MAX_LOST_READS => {
+                    lost += 1;
+                    warn!(%url, %detail, "the answer never came; asking again");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Tells the policy about a 429/503: everyone pauses until its `Retry-After` has passed.
+    /// Fails at once when that is past the deadline.
+    fn wait_out(&self, reply: &Reply) -> Result<()> {
+        let retry_after = reply.retry_after();
+        warn!(
+            url = %reply.url,
+            status = %reply.status,
+            retry_after = retry_after.as_ref().map(|r| r.raw.as_str()).unwrap_or("(none)"),
+            "the CA asks to slow down; pausing every request to it"
+        );
+        self.timeline.record(
+            "rate limit",
+            format!(
+                "Retry-After {} of {}",
+                retry_after
+                    .as_ref()
+                    .map(|r| r.raw.as_str())
+                    .unwrap_or("(none)"),
+                reply.url
+            ),
+            Some(reply.status.as_u16()),
+            Instant::now(),
+        );
+        self.policy
+            .limited(&reply.url, retry_after, DEFAULT_RETRY_AFTER)
+    }
+
+    /// Sends one request once admitted by the policy, retrying only a connection that could not
+    /// be opened (the request was surely not sent), and reads the whole reply. A TLS trust
+    /// failure is never retried; a failure after the request may have gone out is
+    /// [`Error::AnswerLost`]. Keeps the reply's `Replay-Nonce` when it is valid.
     async fn send(
         &self,
         method: &'static str,
@@ -340,21 +494,29 @@ impl Transport {
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Reply> {
         let mut attempt = 0;
-        let response = loop {
+        let admitted = self.policy.admit(self.endpoint(url)).await?;
+        let (response, started) = loop {
             let started = Instant::now();
             match build().send().await {
                 Ok(response) => break (response, started),
                 Err(e) => {
                     let error = self.classify(&e, url);
-                    let retry = matches!(error, Error::Connect { .. })
-                        && (e.is_connect() || e.is_timeout())
-                        && (attempt as usize) < CONNECT_BACKOFF.len()
+                    if !matches!(error, Error::Connect { .. }) {
+                        return Err(error);
+                    }
+                    if !e.is_connect() {
+                        return Err(Error::AnswerLost {
+                            url: url.to_owned(),
+                            detail: chain(&e),
+                        });
+                    }
+                    let retry = (attempt as usize) < CONNECT_BACKOFF.len()
                         && attempt + 1 < CONNECT_ATTEMPTS;
                     if !retry {
                         return Err(error);
                     }
                     let pause = CONNECT_BACKOFF[attempt as usize];
-                    if Instant::now() + pause >= self.deadline {
+                    if Instant::now() + pause >= self.policy.deadline() {
                         return Err(error);
                     }
                     warn!(url, error = %error, "cannot reach the CA, retrying");
@@ -370,17 +532,24 @@ impl Transport {
                 }
             }
         };
-        let (response, started) = response;
         let status = response.status();
         let headers = response.headers().clone();
-        if let Some(nonce) = headers.get("replay-nonce").and_then(|v| v.to_str().ok()) {
-            let mut pool = lock(&self.nonces);
-            if pool.len() >= NONCE_POOL {
-                pool.remove(0);
+        if let Some(nonce) = headers.get(REPLAY_NONCE).and_then(|v| v.to_str().ok()) {
+            if valid_nonce(nonce) {
+                self.keep_nonce(nonce.to_owned());
+            } else {
+                debug!(
+                    url,
+                    "ignoring a Replay-Nonce that is not base64url (RFC 8555 §6.5.1)"
+                );
             }
-            pool.push(nonce.to_owned());
         }
-        let body = read_body(response, url).await?;
+        let body = read_body(response, url).await;
+        drop(admitted);
+        let body = body?;
+        if !is_limited(status) {
+            self.policy.answered();
+        }
         debug!(
             method,
             url,
@@ -422,6 +591,14 @@ impl Transport {
             detail: chain(e),
         }
     }
+}
+
+/// 429 and 503: the CA asks to come back later (RFC 8555 §6.6, RFC 9110 §15.6.4).
+fn is_limited(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    )
 }
 
 /// Reads a whole answer, refusing one larger than [`MAX_BODY`].
@@ -511,20 +688,13 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_seconds_and_date_rfc9110_10_2_3() {
-        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
-        // A date in the past means "now".
-        assert_eq!(
-            parse_retry_after("Fri, 31 Dec 1999 23:59:59 GMT"),
-            Some(Duration::ZERO)
-        );
-        let future = (time::OffsetDateTime::now_utc() + time::Duration::seconds(30))
-            .format(&time::format_description::well_known::Rfc2822)
-            .unwrap();
-        let wait = parse_retry_after(&future).unwrap();
-        assert!(wait > Duration::from_secs(25) && wait <= Duration::from_secs(30));
-        assert_eq!(parse_retry_after("soon"), None);
+    fn only_base64url_nonces_are_kept_rfc8555_6_5_1() {
+        assert!(valid_nonce("oFvnlFP1wIhRlYS2jTaXbA"));
+        assert!(valid_nonce("a-b_c"));
+        for bad in ["", "bad nonce!", "a+b/c=", "nonce=", "\u{e9}t\u{e9}"] {
+            assert!(!valid_nonce(bad), "{bad}");
+        }
+        assert!(!valid_nonce(&"a".repeat(MAX_NONCE_LEN + 1)));
     }
 
     fn reply(status: u16, body: &str) -> Reply {

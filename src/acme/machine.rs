@@ -11,14 +11,15 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::client::{PEM_CHAIN, Reply, Transport};
 use super::jws::{AccountKey, b64};
+use super::policy::{Policy, RequestStats, RetryAfter, later};
 use super::timeline::{Event, Timeline};
 use super::types::{
-    Authorization, AuthzAction, Identifier, Order, OrderNext, authz_action, authz_problem,
-    order_next,
+    Authorization, AuthzAction, Challenge, Identifier, Order, OrderNext, Problem, Status,
+    authz_action, authz_problem, order_next,
 };
 use crate::cert::{CertKey, Issued, KeyType, UserCsr};
 use crate::challenge::{ChallengeKind, ChallengeStore, http::is_token};
@@ -53,6 +54,8 @@ pub struct Plan {
     pub trust: String,
     pub deadline: Instant,
     pub timeout: Duration,
+    /// The request policy for this CA (pauses, budget, requests in flight); shares the deadline.
+    pub policy: Policy,
     pub store: ChallengeStore,
     /// The account key came from an existing file: look the account up before creating one.
     pub account_known: bool,
@@ -69,6 +72,8 @@ pub struct Plan {
 #[derive(Debug)]
 pub struct Outcome {
     pub account_url: String,
+    /// Whether this run created the account (else it found an existing one for the key).
+    pub account_created: bool,
     pub order_url: String,
     pub certificate_url: String,
     pub terms_of_service: Option<String>,
@@ -83,6 +88,8 @@ pub struct Outcome {
     pub events: Vec<Event>,
     /// Time during which a request or wait was outstanding.
     pub ca_wait_ms: f64,
+    /// Requests sent to the CA, per endpoint, and the 429/503 answers received.
+    pub requests: RequestStats,
 }
 
 /// How long one step took.
@@ -97,6 +104,7 @@ pub struct StepTiming {
 pub struct Session {
     acme: Transport,
     account_url: String,
+    account_created: bool,
 }
 
 /// Known once the order exists.
@@ -105,6 +113,8 @@ pub struct OrderRef {
     session: Session,
     url: String,
     finalize: String,
+    /// Every authorization URL of the order.
+    authorizations: Vec<String>,
 }
 
 /// The certificate key being generated in the background while the CA validates (RSA keys take
@@ -124,13 +134,10 @@ pub enum Step {
     Account { acme: Transport },
     /// Submit the order for every name (RFC 8555 §7.4).
     Order { session: Session },
-    /// Answer every pending authorization at once and wait until all are valid (RFC 8555 §7.5).
-    Authorizations {
-        order: OrderRef,
-        authorizations: Vec<String>,
-        key: KeyJob,
-    },
-    /// Wait for `ready`, send the CSR, wait for `valid` (RFC 8555 §7.4).
+    /// Publish every answer, then answer every pending authorization at once and wait until the
+    /// order is ready (RFC 8555 §7.5). Skipped when the order is ready already.
+    Authorizations { order: OrderRef, key: KeyJob },
+    /// Send the CSR, wait for `valid` (RFC 8555 §7.4).
     Finalize {
         order: OrderRef,
         reused: usize,
@@ -172,7 +179,7 @@ impl Step {
                 let acme = Transport::connect(
                     plan.http.clone(),
                     plan.trust.clone(),
-                    plan.deadline,
+                    plan.policy.clone(),
                     &plan.dir_url,
                     key,
                     plan.timeline.clone(),
@@ -195,10 +202,14 @@ impl Step {
                 Ok(Step::Account { acme })
             }
             Step::Account { acme } => {
-                let account_url = account(&acme, plan).await?;
+                let (account_url, account_created) = account(&acme, plan).await?;
                 acme.set_kid(account_url.clone());
                 Ok(Step::Order {
-                    session: Session { acme, account_url },
+                    session: Session {
+                        acme,
+                        account_url,
+                        account_created,
+                    },
                 })
             }
             Step::Order { session } => {
@@ -220,27 +231,24 @@ impl Step {
                     .await?;
                 let order_url = reply.location()?;
                 let order: Order = reply.json()?;
-                info!(order = %order_url, status = ?order.status, authorizations = order.authorizations.len(), "order created");
-                Ok(Step::Authorizations {
+                info!(order = %order_url, status = %order.status, authorizations = order.authorizations.len(), "order created");
+                let ready = order.status == Status::Ready;
+                let order = OrderRef {
+                    session,
+                    url: order_url,
+                    finalize: order.finalize,
                     authorizations: order.authorizations,
-                    order: OrderRef {
-                        session,
-                        url: order_url,
-                        finalize: order.finalize,
-                    },
-                    key,
-                })
+                };
+                if ready {
+                    // Every authorization was valid already (reused): nothing to prove.
+                    let reused = order.authorizations.len();
+                    Ok(Step::Finalize { order, reused, key })
+                } else {
+                    Ok(Step::Authorizations { order, key })
+                }
             }
-            Step::Authorizations {
-                order,
-                authorizations,
-                key,
-            } => {
-                let acme = &order.session.acme;
-                let results =
-                    try_join_all(authorizations.iter().map(|url| authorize(acme, plan, url)))
-                        .await?;
-                let reused = results.iter().filter(|fresh| !**fresh).count();
+            Step::Authorizations { order, key } => {
+                let reused = authorize_all(plan, &order).await?;
                 Ok(Step::Finalize { order, reused, key })
             }
             Step::Finalize { order, reused, key } => {
@@ -258,16 +266,17 @@ impl Step {
                         return Err(Error::Local("no certificate key was generated".into()));
                     }
                 };
-                let mut reply = finalize(acme, plan, &order, &csr).await?;
+                let (mut state, mut retry_after) = finalize(acme, plan, &order, &csr).await?;
                 let mut poll = Backoff::new(plan);
                 let url = loop {
-                    let state: Order = reply.json()?;
                     match order_next(&state) {
                         OrderNext::Download(url) => break url,
                         OrderNext::Fail(problem) => return Err(invalid_order(&order.url, problem)),
                         OrderNext::Wait | OrderNext::Finalize => {
-                            poll.wait(reply.retry_after()).await?;
-                            reply = acme.get(&order.url).await?;
+                            poll.wait(retry_after).await?;
+                            let reply = acme.get(&order.url).await?;
+                            retry_after = reply.retry_after();
+                            state = reply.json()?;
                         }
                     }
                 };
@@ -294,6 +303,7 @@ impl Step {
                 info!(serial = %issued.info.serial, not_after = %issued.info.not_after, chain_to = %issued.info.chain_to, "certificate issued");
                 let done = Box::new(Outcome {
                     account_url: order.session.account_url.clone(),
+                    account_created: order.session.account_created,
                     order_url: order.url.clone(),
                     certificate_url: url,
                     terms_of_service: acme
@@ -308,6 +318,7 @@ impl Step {
                     steps: Vec::new(),
                     events: Vec::new(),
                     ca_wait_ms: 0.0,
+                    requests: RequestStats::default(),
                 });
                 if plan.revoke {
                     Ok(Step::Revoke { order, done })
@@ -326,8 +337,7 @@ impl Step {
                         detail: "the directory has no revokeCert URL".into(),
                     })?;
                 let leaf = done.issued.certs[0].as_ref();
-                acme.post(&url, Some(&json!({"certificate": b64(leaf)})), None)
-                    .await?;
+                revoke(acme, &url, leaf).await?;
                 info!(serial = %done.issued.info.serial, "certificate revoked");
                 done.revoked = true;
                 Ok(Step::Done(done))
@@ -337,39 +347,71 @@ impl Step {
     }
 }
 
-/// Sends the CSR (RFC 8555 §7.4). All authorizations are valid by now, so the order is almost
-/// always `ready`: finalize at once, and only if the CA answers `orderNotReady` poll the order
-/// until it is ready and try again.
-async fn finalize(acme: &Transport, plan: &Plan, order: &OrderRef, csr: &[u8]) -> Result<Reply> {
+/// Sends the CSR (RFC 8555 §7.4) and returns the order's state with its `Retry-After`. The
+/// order is almost always `ready` here; if the CA answers `orderNotReady`, poll the order until
+/// it is and try again. A finalize whose answer never came is not sent blindly again: the order
+/// is read, and `processing` or `valid` means it went through.
+async fn finalize(
+    acme: &Transport,
+    plan: &Plan,
+    order: &OrderRef,
+    csr: &[u8],
+) -> Result<(Order, Option<RetryAfter>)> {
     let payload = json!({"csr": b64(csr)});
     let mut poll = Backoff::new(plan);
+    let mut lost = 0;
     loop {
-        match acme.post(&order.finalize, Some(&payload), None).await {
+        match acme
+            .post_effect(&order.finalize, Some(&payload), None)
+            .await
+        {
+            Ok(reply) => return Ok((reply.json()?, reply.retry_after())),
             Err(Error::Acme { problem }) if problem.is_type("orderNotReady") => {}
-            other => return other,
+            Err(Error::AnswerLost { url, detail }) if lost < 2 => {
+                lost += 1;
+                warn!(%url, %detail, "the finalize answer never came; reading the order");
+            }
+            Err(e) => return Err(e),
         }
         loop {
-            poll.wait(None).await?;
             let reply = acme.get(&order.url).await?;
             let state: Order = reply.json()?;
             match order_next(&state) {
                 OrderNext::Finalize => break,
                 OrderNext::Fail(problem) => return Err(invalid_order(&order.url, problem)),
-                OrderNext::Download(url) => {
-                    return Err(Error::Protocol {
-                        url,
-                        detail: "the order became valid before we finalized it".into(),
-                    });
+                // Finalized already (the lost request went through): carry on from here.
+                OrderNext::Download(_) => return Ok((state, reply.retry_after())),
+                OrderNext::Wait if state.status == Status::Processing => {
+                    return Ok((state, reply.retry_after()));
                 }
-                OrderNext::Wait => {}
+                OrderNext::Wait => poll.wait(reply.retry_after()).await?,
             }
         }
     }
 }
 
+/// Revokes `leaf` with the account key (RFC 8555 §7.6). If the answer never came, the request
+/// is sent once more; `alreadyRevoked` then means the first one went through.
+async fn revoke(acme: &Transport, url: &str, leaf: &[u8]) -> Result<()> {
+    let payload = json!({"certificate": b64(leaf)});
+    match acme.post_effect(url, Some(&payload), None).await {
+        Ok(_) => Ok(()),
+        Err(Error::AnswerLost { url, detail }) => {
+            warn!(%url, %detail, "the revocation answer never came; asking again");
+            match acme.post_effect(&url, Some(&payload), None).await {
+                Ok(_) => Ok(()),
+                Err(Error::Acme { problem }) if problem.is_type("alreadyRevoked") => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Finds the account of a known key (`onlyReturnExisting`, RFC 8555 §7.3.1), or creates one
-/// with the terms agreed, the contacts and the External Account Binding. Returns its URL.
-async fn account(acme: &Transport, plan: &Plan) -> Result<String> {
+/// with the terms agreed, the contacts and the External Account Binding. Returns its URL and
+/// whether it was created now.
+async fn account(acme: &Transport, plan: &Plan) -> Result<(String, bool)> {
     let url = acme.directory().new_account.clone();
     if plan.account_known {
         match acme
@@ -379,10 +421,10 @@ async fn account(acme: &Transport, plan: &Plan) -> Result<String> {
             Ok(reply) => {
                 let account_url = reply.location()?;
                 info!(account = %account_url, "existing account found for the account key");
-                return Ok(account_url);
+                return Ok((account_url, false));
             }
             Err(Error::Acme { problem }) if problem.is_type("accountDoesNotExist") => {
-                info!("no account for this key yet; creating one");
+                info!("the CA knows no account for this key; creating one with the same key");
             }
             Err(e) => return Err(e),
         }
@@ -396,10 +438,13 @@ async fn account(acme: &Transport, plan: &Plan) -> Result<String> {
             acme.key()
                 .external_account_binding(&eab.kid, &eab.hmac_key, &url);
     }
+    // newAccount with the same key is idempotent (RFC 8555 §7.3.1: an existing account is
+    // returned), so a lost answer may be asked for again.
     let reply = acme.post(&url, Some(&payload), None).await?;
     let account_url = reply.location()?;
-    info!(account = %account_url, created = reply.status == reqwest::StatusCode::CREATED, "account ready");
-    Ok(account_url)
+    let created = reply.status == reqwest::StatusCode::CREATED;
+    info!(account = %account_url, created, "account ready");
+    Ok((account_url, created))
 }
 
 /// Downloads the certificate, then, if a preferred chain is asked for and the default does not
@@ -475,21 +520,86 @@ fn invalid_order(url: &str, problem: super::types::Problem) -> Error {
     }
 }
 
-/// Brings one authorization to `valid`. Returns whether a challenge had to be answered
-/// (false: the CA reused an authorization that was already valid).
-async fn authorize(acme: &Transport, plan: &Plan, url: &str) -> Result<bool> {
+/// What one authorization needs, once fetched.
+struct Pending {
+    authz: Authorization,
+    /// The challenge to answer and its key authorization; None when it is valid already or the
+    /// CA is still deciding on an earlier answer.
+    answer: Option<(Challenge, String)>,
+}
+
+/// Brings every authorization of the order to `valid` (RFC 8555 §7.5): fetch them all, publish
+/// every answer before the first challenge is answered (a name and its wildcard share one TXT
+/// name, and a caching resolver must see both values at once), answer them all, then poll the
+/// order, one request per poll, until it is `ready`. Returns how many authorizations were
+/// valid already (reused).
+async fn authorize_all(plan: &Plan, order: &OrderRef) -> Result<usize> {
+    let acme = &order.session.acme;
+    let fetched = try_join_all(
+        order
+            .authorizations
+            .iter()
+            .map(|url| fetch_authz(acme, plan, url)),
+    )
+    .await?;
+    let reused = fetched
+        .iter()
+        .filter(|p| p.authz.status == Status::Valid)
+        .count();
+    // Held until every authorization is decided, so the answers stay published meanwhile.
+    let mut _published = Vec::new();
+    for pending in &fetched {
+        if let Some((challenge, key_authorization)) = &pending.answer {
+            let token = challenge.token.as_deref().unwrap_or_default();
+            _published.push(plan.store.present(plan.kind.publication(
+                &pending.authz.identifier,
+                token,
+                key_authorization,
+            )?));
+        }
+    }
+    let answered = try_join_all(
+        fetched
+            .iter()
+            .filter_map(|p| p.answer.as_ref().map(|(c, _)| (p, c)))
+            .map(|(p, c)| answer(acme, p, c)),
+    )
+    .await?;
+    if fetched.iter().all(|p| p.authz.status == Status::Valid) {
+        return Ok(reused);
+    }
+    // The longest Retry-After any challenge answer carried is the first pause.
+    let mut retry_after = answered.into_iter().flatten().max_by_key(|r| r.wait);
+    let mut poll = Backoff::new(plan);
+    loop {
+        poll.wait(retry_after.take()).await?;
+        let reply = acme.get(&order.url).await?;
+        let state: Order = reply.json()?;
+        match state.status {
+            Status::Ready | Status::Processing | Status::Valid => {
+                info!(
+                    authorizations = fetched.len(),
+                    reused, "every authorization is valid"
+                );
+                return Ok(reused);
+            }
+            Status::Invalid => return Err(explain_invalid(acme, plan, order, &state).await),
+            _ => retry_after = reply.retry_after(),
+        }
+    }
+}
+
+/// Fetches one authorization and decides what it needs.
+async fn fetch_authz(acme: &Transport, plan: &Plan, url: &str) -> Result<Pending> {
     let reply = acme.get(url).await?;
     let authz: Authorization = reply.json()?;
-    let name = authz.identifier.value.clone();
-    // Held until this function returns, so the answer stays published while the CA validates.
-    let mut _published = None;
-    match authz_action(&authz, plan.kind.acme_type()) {
+    let answer = match authz_action(&authz, plan.kind.acme_type()) {
         AuthzAction::Valid => {
-            debug!(authorization = url, %name, "already valid, reused");
-            return Ok(false);
+            debug!(authorization = url, name = %authz.name(), "already valid, reused");
+            None
         }
         AuthzAction::Fail(problem) => return Err(invalid_authz(&authz, problem)),
-        AuthzAction::Wait => {}
+        AuthzAction::Wait => None,
         AuthzAction::Respond(challenge) => {
             let token = challenge
                 .token
@@ -500,31 +610,62 @@ async fn authorize(acme: &Transport, plan: &Plan, url: &str) -> Result<bool> {
                     detail: format!("the {} challenge has no valid token", challenge.kind),
                 })?;
             let key_authorization = acme.key().key_authorization(token);
-            _published = Some(plan.store.present(plan.kind.publication(
-                &authz.identifier,
-                token,
-                &key_authorization,
-            )?));
-            // RFC 8555 §7.5.1: an empty object asks the CA to validate.
-            acme.post(&challenge.url, Some(&json!({})), None).await?;
-            debug!(challenge = %challenge.url, %name, "challenge answered");
+            Some((challenge.clone(), key_authorization))
+        }
+    };
+    Ok(Pending { authz, answer })
+}
+
+/// Tells the CA to validate a challenge whose answer is published (RFC 8555 §7.5.1: an empty
+/// object). If the answer never came, the challenge is read: still `pending` means the request
+/// was not processed, and it is sent once more. Returns the answer's `Retry-After`.
+async fn answer(
+    acme: &Transport,
+    pending: &Pending,
+    challenge: &Challenge,
+) -> Result<Option<RetryAfter>> {
+    let name = pending.authz.name();
+    for attempt in 0..2 {
+        match acme
+            .post_effect(&challenge.url, Some(&json!({})), None)
+            .await
+        {
+            Ok(reply) => {
+                debug!(challenge = %challenge.url, %name, "challenge answered");
+                return Ok(reply.retry_after());
+            }
+            Err(Error::AnswerLost { url, detail }) if attempt == 0 => {
+                warn!(%url, %detail, "the challenge answer never came; reading the challenge");
+                let state: Challenge = acme.get(&challenge.url).await?.json()?;
+                if state.status != Status::Pending {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(e),
         }
     }
-    let mut poll = Backoff::new(plan);
-    let mut retry_after = reply.retry_after();
-    loop {
-        poll.wait(retry_after).await?;
-        let reply = acme.get(url).await?;
-        let authz: Authorization = reply.json()?;
-        match authz_action(&authz, plan.kind.acme_type()) {
-            AuthzAction::Valid => {
-                info!(%name, "authorization valid");
-                return Ok(true);
-            }
-            AuthzAction::Fail(problem) => return Err(invalid_authz(&authz, problem)),
-            // A challenge still "pending" after we answered: the CA has not started; keep polling.
-            AuthzAction::Wait | AuthzAction::Respond(_) => retry_after = reply.retry_after(),
+    Err(Error::Local(format!(
+        "the challenge for {name} could not be answered"
+    )))
+}
+
+/// The error for an order that turned `invalid`: the first failed authorization's problem
+/// (fetched now; the order's own `error` is often only a summary), else the order's.
+async fn explain_invalid(acme: &Transport, plan: &Plan, order: &OrderRef, state: &Order) -> Error {
+    for url in &order.authorizations {
+        let Ok(reply) = acme.get(url).await else {
+            continue;
+        };
+        let Ok(authz) = reply.json::<Authorization>() else {
+            continue;
+        };
+        if let AuthzAction::Fail(problem) = authz_action(&authz, plan.kind.acme_type()) {
+            return invalid_authz(&authz, problem);
         }
+    }
+    match order_next(state) {
+        OrderNext::Fail(problem) => invalid_order(&order.url, problem),
+        _ => invalid_order(&order.url, Problem::local("the order is invalid")),
     }
 }
 
@@ -541,8 +682,8 @@ fn invalid_authz(authz: &Authorization, problem: super::types::Problem) -> Error
     }
 }
 
-/// The polling policy: starts in milliseconds, doubles up to a cap, honours `Retry-After`,
-/// and stops at the deadline.
+/// The polling policy: starts in milliseconds, doubles up to a cap, honours `Retry-After` in
+/// full (RFC 8555 §7.4, §7.5.1), and stops at the deadline.
 #[derive(Debug)]
 pub struct Backoff {
     next: Duration,
@@ -555,8 +696,6 @@ pub struct Backoff {
 const POLL_FIRST: Duration = Duration::from_millis(2);
 /// Longest pause between two polls when the CA gives no `Retry-After`.
 const POLL_MAX: Duration = Duration::from_secs(2);
-/// Longest `Retry-After` honoured for a poll (a CA asking more is still polled at this pace).
-const POLL_RETRY_AFTER_MAX: Duration = Duration::from_secs(10);
 
 impl Backoff {
     /// A fresh policy bounded by the plan's deadline.
@@ -569,28 +708,38 @@ impl Backoff {
         }
     }
 
-    /// The pause before the next poll.
-    pub fn delay(&mut self, retry_after: Option<Duration>) -> Duration {
+    /// The pause before the next poll: the CA's `Retry-After` when it gave one, never less
+    /// than the backoff.
+    pub fn delay(&mut self, retry_after: Option<&RetryAfter>) -> Duration {
         let backoff = self.next;
         self.next = (self.next * 2).min(POLL_MAX);
         match retry_after {
-            Some(ra) => ra.min(POLL_RETRY_AFTER_MAX).max(backoff),
+            Some(ra) => ra.wait.max(backoff),
             None => backoff,
         }
     }
 
-    /// Sleeps before the next poll, or fails if that would pass the deadline.
-    pub async fn wait(&mut self, retry_after: Option<Duration>) -> Result<()> {
-        let delay = self.delay(retry_after);
-        let until = Instant::now() + delay;
-        if until > self.deadline {
-            // Sleep to the deadline so the error is reported on time, not early.
+    /// Sleeps before the next poll. Fails if that would pass the deadline: at once when the CA
+    /// asked for the wait, at the deadline otherwise (so the timeout is reported on time).
+    pub async fn wait(&mut self, retry_after: Option<RetryAfter>) -> Result<()> {
+        let delay = self.delay(retry_after.as_ref());
+        let until = later(Instant::now(), delay).filter(|u| *u <= self.deadline);
+        let Some(until) = until else {
+            if let Some(ra) = retry_after.filter(|ra| ra.wait >= delay) {
+                return Err(Error::RetryLater {
+                    url: "the next poll".into(),
+                    retry_after: ra.raw.clone(),
+                    wait: ra.human(),
+                    until: "then".into(),
+                    timeout_secs: self.timeout.as_secs(),
+                });
+            }
             tokio::time::sleep_until(self.deadline).await;
             return Err(Error::Timeout {
                 secs: self.timeout.as_secs(),
                 step: "polling the CA",
             });
-        }
+        };
         let started = Instant::now();
         tokio::time::sleep_until(until).await;
         self.timeline
@@ -629,6 +778,7 @@ pub async fn obtain(plan: &Plan, key: AccountKey) -> Result<Outcome> {
             outcome.steps = steps;
             outcome.events = plan.timeline.events();
             outcome.ca_wait_ms = plan.timeline.ca_wait_ms();
+            outcome.requests = plan.policy.stats();
             return Ok(*outcome);
         }
     }
@@ -648,6 +798,11 @@ mod tests {
             trust: String::new(),
             deadline: Instant::now() + Duration::from_secs(60),
             timeout: Duration::from_secs(60),
+            policy: Policy::new(
+                None,
+                Instant::now() + Duration::from_secs(60),
+                Duration::from_secs(60),
+            ),
             store: ChallengeStore::new(),
             account_known: false,
             contacts: vec![],
@@ -668,19 +823,29 @@ mod tests {
     }
 
     #[test]
-    fn backoff_honours_retry_after_within_bounds() {
+    fn backoff_honours_retry_after_in_full_rfc8555_7_5_1() {
         crate::install_crypto_provider();
         let mut b = Backoff::new(&plan());
-        assert_eq!(
-            b.delay(Some(Duration::from_secs(3))),
-            Duration::from_secs(3)
-        );
-        assert_eq!(
-            b.delay(Some(Duration::from_secs(3600))),
-            POLL_RETRY_AFTER_MAX
-        );
+        let now = std::time::SystemTime::now();
+        let ra = |v: &str| RetryAfter::parse(v, now).unwrap();
+        assert_eq!(b.delay(Some(&ra("3"))), Duration::from_secs(3));
+        // However long the CA asks for: no cap.
+        assert_eq!(b.delay(Some(&ra("3600"))), Duration::from_secs(3600));
         // A Retry-After of 0 never makes polling faster than the backoff.
-        assert_eq!(b.delay(Some(Duration::ZERO)), Duration::from_millis(8));
+        assert_eq!(b.delay(Some(&ra("0"))), Duration::from_millis(8));
+    }
+
+    #[tokio::test]
+    async fn a_poll_retry_after_past_the_deadline_fails_at_once() {
+        crate::install_crypto_provider();
+        let mut p = plan();
+        p.deadline = Instant::now() + Duration::from_secs(5);
+        let mut b = Backoff::new(&p);
+        let started = Instant::now();
+        let ra = RetryAfter::parse("60", std::time::SystemTime::now());
+        let err = b.wait(ra).await.unwrap_err();
+        assert!(matches!(err, Error::RetryLater { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_millis(500));
     }
 
     #[tokio::test]

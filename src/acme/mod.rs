@@ -3,5 +3,6 @@
 pub mod client;
 pub mod jws;
 pub mod machine;
+pub mod policy;
 pub mod timeline;
 pub mod types;

@@ -18,6 +18,9 @@ pub struct Directory {
     pub revoke_cert: Option<String>,
     #[serde(default)]
     pub key_change: Option<String>,
+    /// ACME Renewal Information (RFC 9773 §4).
+    #[serde(default)]
+    pub renewal_info: Option<String>,
     #[serde(default)]
     pub meta: Option<DirectoryMeta>,
 }
@@ -49,6 +52,23 @@ pub enum Status {
     /// A status this client does not know; treated as "not finished yet".
     #[serde(other)]
     Unknown,
+}
+
+impl fmt::Display for Status {
+    /// The protocol's own word for the status.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Pending => "pending",
+            Status::Ready => "ready",
+            Status::Processing => "processing",
+            Status::Valid => "valid",
+            Status::Invalid => "invalid",
+            Status::Deactivated => "deactivated",
+            Status::Expired => "expired",
+            Status::Revoked => "revoked",
+            Status::Unknown => "(unknown)",
+        })
+    }
 }
 
 /// An identifier in an order or authorization (RFC 8555 §9.7.7).
@@ -106,6 +126,17 @@ pub struct Authorization {
     pub challenges: Vec<Challenge>,
     #[serde(default)]
     pub wildcard: bool,
+}
+
+impl Authorization {
+    /// The name as the order has it: with `*.` for a wildcard's authorization (RFC 8555 §7.1.4).
+    pub fn name(&self) -> String {
+        if self.wildcard {
+            format!("*.{}", self.identifier.value)
+        } else {
+            self.identifier.value.clone()
+        }
+    }
 }
 
 /// A challenge object (RFC 8555 §7.1.5, §8).
@@ -256,8 +287,9 @@ pub fn authz_problem(authz: &Authorization) -> Problem {
         .find_map(|c| c.error.clone())
         .unwrap_or_else(|| {
             Problem::local(format!(
-                "authorization for {} is {:?} and carries no error",
-                authz.identifier.value, authz.status
+                "authorization for {} is {} and carries no error",
+                authz.name(),
+                authz.status
             ))
         })
 }
@@ -288,7 +320,7 @@ pub fn order_next(order: &Order) -> OrderNext {
         Status::Invalid | Status::Deactivated | Status::Expired | Status::Revoked => {
             OrderNext::Fail(order.error.clone().unwrap_or_else(|| {
                 Problem::local(format!(
-                    "the order is {:?} and carries no error",
+                    "the order is {} and carries no error",
                     order.status
                 ))
             }))

@@ -33,7 +33,8 @@ const EDNS_PAYLOAD: u16 = 1232;
 pub struct DnsHandler {
     /// Zone apexes: each requested name without `*.`, lowercase, deduplicated.
     zones: Vec<LowerName>,
-    record: Ipv4Addr,
+    /// The A record of every name; None: A queries get no answer (NODATA).
+    record: Option<Ipv4Addr>,
     store: ChallengeStore,
 }
 
@@ -47,8 +48,8 @@ pub struct Answer {
 }
 
 impl DnsHandler {
-    /// A handler for `names` (wildcards allowed) answering A queries with `record`.
-    pub fn new(names: &[String], record: Ipv4Addr, store: ChallengeStore) -> Result<Self> {
+    /// A handler for `names` (wildcards allowed) answering A queries with `record`, if any.
+    pub fn new(names: &[String], record: Option<Ipv4Addr>, store: ChallengeStore) -> Result<Self> {
         let mut zones: Vec<LowerName> = Vec::new();
         // IP identifiers (RFC 8738) have no DNS zone.
         for name in names
@@ -121,7 +122,11 @@ impl DnsHandler {
         let owner = Name::from(name.clone());
         let mut answers = Vec::new();
         match query.query_type() {
-            RecordType::A => answers.push(Record::from_rdata(owner, TTL, RData::A(A(self.record)))),
+            RecordType::A => {
+                if let Some(record) = self.record {
+                    answers.push(Record::from_rdata(owner, TTL, RData::A(A(record))));
+                }
+            }
             RecordType::TXT => {
                 // to_ascii, not to_string: Display shows xn-- labels as Unicode.
                 let key = owner.to_ascii();
@@ -236,7 +241,7 @@ mod tests {
                 "*.example.test".into(),
                 "other.test".into(),
             ],
-            Ipv4Addr::new(127, 0, 0, 1),
+            Some(Ipv4Addr::new(127, 0, 0, 1)),
             store.clone(),
         )
         .unwrap()
@@ -299,7 +304,7 @@ mod tests {
         let store = ChallengeStore::new();
         let h = DnsHandler::new(
             &["xn--bcher-kva.example".into()],
-            Ipv4Addr::LOCALHOST,
+            Some(Ipv4Addr::LOCALHOST),
             store.clone(),
         )
         .unwrap();

@@ -28,7 +28,7 @@ async fn start() -> Running {
     let store = ChallengeStore::new();
     let handler = DnsHandler::new(
         &["zone.test".into(), "*.zone.test".into()],
-        Ipv4Addr::new(192, 0, 2, 7),
+        Some(Ipv4Addr::new(192, 0, 2, 7)),
         store.clone(),
     )
     .unwrap();
@@ -225,7 +225,7 @@ fn fuzz_the_handler_for_a_bounded_time() {
             .publication(&Identifier::dns("zone.test"), "t", "t.k")
             .unwrap(),
     );
-    let handler = DnsHandler::new(&["zone.test".into()], Ipv4Addr::LOCALHOST, store).unwrap();
+    let handler = DnsHandler::new(&["zone.test".into()], Some(Ipv4Addr::LOCALHOST), store).unwrap();
     let seeds = seeds();
     let seed = 0x5eed_d05e_u64;
     let mut rng = Rng(seed);

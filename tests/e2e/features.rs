@@ -43,7 +43,7 @@ async fn tls_alpn_01_then_the_same_port_serves_the_certificate() {
     let mut sans = san_names(&served.chain[0]);
     sans.sort();
     assert_eq!(sans, names);
-    assert!(client.stderr().contains("authorization valid"));
+    assert!(client.stderr().contains("every authorization is valid"));
     assert!(
         http_get(client.shutdown_port, "/shutdown")
             .await
@@ -232,7 +232,9 @@ async fn a_key_file_without_an_account_creates_one() {
     )
     .await;
     assert!(
-        client.stderr().contains("no account for this key yet"),
+        client
+            .stderr()
+            .contains("the CA knows no account for this key"),
         "{}",
         client.stderr()
     );

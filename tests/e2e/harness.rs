@@ -79,6 +79,7 @@ pub fn udp_in_use(port: u16) -> bool {
     UdpSocket::bind(("127.0.0.1", port)).is_err()
 }
 
+/// Debian's Pebble 2.4 (on PATH); its absence is a failure with the install hint.
 fn pebble_bin() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
@@ -92,9 +93,33 @@ fn pebble_bin() -> PathBuf {
         })
 }
 
+/// The current Pebble: `$ACME_TEST_PEBBLE`, else `../shared/pebble/pebble` beside the repo.
+/// When it is missing, prints one line saying so and returns `None` (the test then runs nothing),
+/// or fails when `ACME_TEST_REQUIRE_CURRENT_PEBBLE=1` (CI).
+pub fn current_pebble_bin() -> Option<PathBuf> {
+    let path = std::env::var_os("ACME_TEST_PEBBLE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/pebble/pebble"));
+    if path.is_file() {
+        return Some(path);
+    }
+    let missing = format!(
+        "the current Pebble is missing at {} (set ACME_TEST_PEBBLE, or build it with \
+         ../shared/pebble/build; see ../shared/pebble/README.md)",
+        path.display()
+    );
+    assert!(
+        std::env::var("ACME_TEST_REQUIRE_CURRENT_PEBBLE").as_deref() != Ok("1"),
+        "{missing}, and ACME_TEST_REQUIRE_CURRENT_PEBBLE=1 requires it"
+    );
+    println!("not run: {missing}");
+    None
+}
+
 /// A running Pebble with its own config and ports; killed and waited for on drop.
 pub struct Pebble {
     child: Child,
+    bin: PathBuf,
     dir: tempfile::TempDir,
     env: Vec<(String, String)>,
     pub acme_port: u16,
@@ -117,7 +142,21 @@ impl Pebble {
 
     /// Starts Pebble with exactly `env` added (no `PEBBLE_VA_NOSLEEP`: its defaults stand).
     pub async fn start_exactly(env: &[(&str, &str)]) -> Pebble {
-        Self::start_custom(env, serde_json::json!({}), None).await
+        Self::start_custom(pebble_bin(), env, serde_json::json!({}), None).await
+    }
+
+    /// The current Pebble (see [`current_pebble_bin`]) with `PEBBLE_VA_NOSLEEP=1` plus `env` and
+    /// `extra` merged into its config; `None` when it is missing.
+    pub async fn current(env: &[(&str, &str)], extra: serde_json::Value) -> Option<Pebble> {
+        let mut all = vec![("PEBBLE_VA_NOSLEEP", "1")];
+        all.extend_from_slice(env);
+        Self::current_exactly(&all, extra).await
+    }
+
+    /// The current Pebble with exactly `env` added; `None` when it is missing.
+    pub async fn current_exactly(env: &[(&str, &str)], extra: serde_json::Value) -> Option<Pebble> {
+        let bin = current_pebble_bin()?;
+        Some(Self::start_custom(bin, env, extra, None).await)
     }
 
     /// Starts Pebble with `PEBBLE_VA_NOSLEEP=1` plus `env`, `extra` merged into its config, and
@@ -129,10 +168,11 @@ impl Pebble {
     ) -> Pebble {
         let mut all = vec![("PEBBLE_VA_NOSLEEP", "1")];
         all.extend_from_slice(env);
-        Self::start_custom(&all, extra, acme_port).await
+        Self::start_custom(pebble_bin(), &all, extra, acme_port).await
     }
 
     async fn start_custom(
+        bin: PathBuf,
         env: &[(&str, &str)],
         extra: serde_json::Value,
         acme_port: Option<u16>,
@@ -165,9 +205,10 @@ impl Pebble {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let child = Self::launch(dir.path(), dns_port, &env);
+        let child = Self::launch(&bin, dir.path(), dns_port, &env);
         let mut pebble = Pebble {
             child,
+            bin,
             dir,
             env,
             acme_port,
@@ -180,13 +221,13 @@ impl Pebble {
         pebble
     }
 
-    fn launch(dir: &Path, dns_port: u16, env: &[(String, String)]) -> Child {
+    fn launch(bin: &Path, dir: &Path, dns_port: u16, env: &[(String, String)]) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("pebble.log"))
             .unwrap();
-        let mut cmd = Command::new(pebble_bin());
+        let mut cmd = Command::new(bin);
         cmd.arg("-config")
             .arg(dir.join("pebble-config.json"))
             .arg("-dnsserver")
@@ -194,6 +235,7 @@ impl Pebble {
             .env_remove("PEBBLE_VA_NOSLEEP")
             .env_remove("PEBBLE_WFE_NONCEREJECT")
             .env_remove("PEBBLE_AUTHZREUSE")
+            .env_remove("PEBBLE_VA_SLEEPTIME")
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         for (k, v) in env {
@@ -207,7 +249,7 @@ impl Pebble {
     pub async fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = Self::launch(self.dir.path(), self.dns_port, &self.env);
+        self.child = Self::launch(&self.bin, self.dir.path(), self.dns_port, &self.env);
         self.wait_ready().await;
     }
 
@@ -357,6 +399,20 @@ impl Client {
         args
     }
 
+    /// [`Client::args`] without `--record` (which they add unless `extra` has it).
+    pub fn args_without_record(
+        pebble: &Pebble,
+        dir_url: &str,
+        challenge: &str,
+        names: &[&str],
+        extra: &[&str],
+    ) -> Vec<String> {
+        let mut args = Self::args(pebble, dir_url, challenge, names, extra);
+        let at = args.iter().position(|a| a == "--record").unwrap();
+        args.drain(at..at + 2);
+        args
+    }
+
     /// Runs the binary with exactly `args` (plus its own --out, --https-port, --shutdown-port).
     pub fn spawn(args: &[String]) -> Client {
         Self::spawn_logging(args, "acme_client=debug,warn")
@@ -364,8 +420,22 @@ impl Client {
 
     /// Like [`Client::spawn`], with `RUST_LOG` set to `filter`.
     pub fn spawn_logging(args: &[String], filter: &str) -> Client {
+        Self::spawn_via(&[], args, filter)
+    }
+
+    /// Like [`Client::spawn_logging`], the binary started by the command `wrapper` (e.g.
+    /// `setpriv ...`) when it is not empty.
+    pub fn spawn_via(wrapper: &[&str], args: &[String], filter: &str) -> Client {
         let out = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_acme-client"));
+        let bin = env!("CARGO_BIN_EXE_acme-client");
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(bin),
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(bin);
+                cmd
+            }
+        };
         cmd.args(args);
         // Flags the test did not give get values of their own.
         let given = |flag: &str| {
@@ -405,6 +475,13 @@ impl Client {
             shutdown_port,
             out,
         }
+    }
+
+    /// The `--json` summary on stdout.
+    pub fn json(&self) -> serde_json::Value {
+        let stdout = self.stdout();
+        serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not the JSON summary ({e}):\n{stdout}"))
     }
 
     pub fn stdout(&self) -> String {
@@ -449,9 +526,21 @@ impl Client {
         extra: &[&str],
         limit: Duration,
     ) -> Client {
+        Self::run_to_success_at(pebble, &pebble.dir_url(), challenge, names, extra, limit).await
+    }
+
+    /// Like [`Client::run_to_success`], with another directory URL (a proxy in front of `pebble`).
+    pub async fn run_to_success_at(
+        pebble: &Pebble,
+        dir_url: &str,
+        challenge: &str,
+        names: &[&str],
+        extra: &[&str],
+        limit: Duration,
+    ) -> Client {
         let mut args = vec!["--no-serve"];
         args.extend_from_slice(extra);
-        let mut client = Client::start(pebble, challenge, names, &args);
+        let mut client = Client::start_at(pebble, dir_url, challenge, names, &args);
         let status = client.wait_exit(limit).await;
         assert_eq!(
             status.map(|s| s.code()),

@@ -190,8 +190,9 @@ async fn no_serve_writes_the_files_prints_json_and_exits() {
             path.display().to_string()
         );
     }
-    // Only the four files: no temporary names left behind.
-    assert_eq!(std::fs::read_dir(client.out.path()).unwrap().count(), 4);
+    // Only the four files and the account key: no temporary names left behind.
+    assert_eq!(std::fs::read_dir(client.out.path()).unwrap().count(), 5);
+    assert_eq!(summary["account"], "created");
     let leaf = CertificateDer::from_pem_file(client.out.path().join("cert.pem")).unwrap();
     assert_eq!(summary["serial"], serial_hex(&leaf));
     assert_eq!(pebble.cert_status(&leaf).await, "Valid");

@@ -10,6 +10,7 @@ mod harness;
 mod http;
 mod issue;
 mod lifecycle;
+mod production;
 mod proxy;
 mod safety;
 mod usage;
