@@ -85,7 +85,8 @@ pub struct Timings<'a> {
     /// The rest: our own work (start-up, keys, files) that did not overlap a CA wait.
     pub overhead_ms: f64,
     pub steps: &'a [StepTiming],
-    /// Every request and wait: `kind` is "request", "poll", "rate limit" or "connect retry".
+    /// Every request and wait: `kind` is "request", "poll", "rate limit", "held back" or
+    /// "connect retry".
     pub events: &'a [Event],
 }
 

@@ -46,6 +46,8 @@ const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 const MAX_BODY: usize = 1024 * 1024;
 /// Nonces kept for later requests; more would only go stale.
 const NONCE_POOL: usize = 32;
+/// Shortest hold before a request that the timeline records.
+const BUDGET_EVENT_MIN: Duration = Duration::from_millis(1);
 /// Most header lines read in one answer.
 const MAX_HEADERS: usize = 2000;
 /// Longest nonce accepted; real ones are a few dozen characters.
@@ -494,7 +496,18 @@ impl Transport {
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Reply> {
         let mut attempt = 0;
-        let admitted = self.policy.admit(self.endpoint(url)).await?;
+        let endpoint = self.endpoint(url);
+        let queued = Instant::now();
+        let admitted = self.policy.admit(endpoint).await?;
+        if queued.elapsed() >= BUDGET_EVENT_MIN {
+            // Held back by a pause the CA asked for, the request budget or the in-flight bound.
+            self.timeline.record(
+                "held back",
+                format!("{method} {url} ({} budget and pauses)", endpoint.name()),
+                None,
+                queued,
+            );
+        }
         let (response, started) = loop {
             let started = Instant::now();
             match build().send().await {

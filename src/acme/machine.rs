@@ -472,7 +472,8 @@ async fn download(
         return Ok((issued, url));
     }
     let mut offered = vec![issued.info.chain_to.clone()];
-    for alternate in alternate_links(&reply) {
+    // A CA offers one or two alternates; never follow more than a few, whatever it sends.
+    for alternate in alternate_links(&reply).into_iter().take(MAX_ALTERNATES) {
         let (candidate, _, alt_url) = fetch(alternate).await?;
         if candidate.info.chain_to.eq_ignore_ascii_case(want) {
             info!(chain_to = %candidate.info.chain_to, "using the preferred chain");
@@ -487,6 +488,9 @@ async fn download(
     );
     Ok((issued, url))
 }
+
+/// Alternate chains fetched at most when looking for `--preferred-chain`.
+const MAX_ALTERNATES: usize = 8;
 
 /// The `Link: <url>;rel="alternate"` targets of a reply (RFC 8288, RFC 8555 §7.4.2).
 pub fn alternate_links(reply: &Reply) -> Vec<String> {

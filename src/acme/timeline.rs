@@ -11,7 +11,8 @@ use tokio::time::Instant;
 /// One request or wait.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
-    /// "request", "poll", "rate limit" or "connect retry".
+    /// "request", "poll", "rate limit" (a 429/503 answer), "held back" (a request waiting for
+    /// the CA's pause, the request budget or a place in flight) or "connect retry".
     pub kind: &'static str,
     /// For a request: "METHOD URL"; for a wait: what it waited for.
     pub what: String,
