@@ -15,13 +15,15 @@ use tracing::{info, warn};
 
 use crate::acme::client::http_client;
 use crate::acme::jws::AccountKey;
-use crate::acme::machine::{Outcome, Plan, obtain};
+use crate::acme::machine::{Action, Current, Outcome, Plan, Runtime, obtain};
 use crate::acme::policy::Policy;
+use crate::acme::solver::Solver;
 use crate::acme::timeline::Timeline;
-use crate::cert::{Files, check_out_dir, write_atomic};
+use crate::cert::{CertKey, Files, Issued, check_out_dir, write_atomic};
 use crate::challenge::{ChallengeKind, ChallengeStore, dns, http, tls_alpn};
 use crate::cli::{AccountKeyConfig, Config};
 use crate::error::{Error, Result};
+use crate::files::{NewSet, SetMeta, read_current, write_set};
 use crate::serve::{self, https, shutdown};
 use crate::summary::{Summary, Validation};
 
@@ -39,13 +41,14 @@ pub async fn run(config: Config) -> Result<()> {
     // Fail fast on local problems, before any network traffic (one trip to a blocking thread).
     let out = config.out.clone();
     let account_config = config.account_key.clone();
-    let (account_key, account_known) = blocking(move || {
+    let (account_key, account_known, current) = blocking(move || {
         check_out_dir(&out).map_err(|e| {
             Error::Usage(format!(
                 "{e}; choose a directory acme-client can create and write"
             ))
         })?;
-        load_account_key(&account_config)
+        let (key, known) = load_account_key(&account_config)?;
+        Ok((key, known, load_current(&out)))
     })
     .await?;
     let listeners = Listeners::bind(&config).await?;
@@ -90,11 +93,19 @@ pub async fn run(config: Config) -> Result<()> {
 
     // Every early return in here still goes through the drain below.
     let result = async {
-        let (outcome, files) =
-            issue(&config, store, account_key, account_known, &cancel, started).await?;
+        let (outcome, files, hook) = issue(
+            &config,
+            store,
+            account_key,
+            account_known,
+            current,
+            &cancel,
+            started,
+        )
+        .await?;
         let (Some(key), true) = (&outcome.key, config.serve) else {
             report(&config, &outcome, &files, started, None, None);
-            return Ok(());
+            return hook.map_or(Ok(()), Err);
         };
         let site = https::site_config(&outcome.issued, key)?;
         let _ = page.set(https::describe(&outcome.issued));
@@ -121,8 +132,11 @@ pub async fn run(config: Config) -> Result<()> {
         if let Some(addr) = https_addr {
             info!(%addr, "serving the certificate");
         }
+        if let Some(e) = &hook {
+            tracing::error!(error = %e, "the deploy hook failed; serving the new certificate anyway");
+        }
         cancel.cancelled().await;
-        Ok(())
+        hook.map_or(Ok(()), Err)
     }
     .await;
 
@@ -178,60 +192,174 @@ fn load_account_key(config: &AccountKeyConfig) -> Result<(AccountKey, bool)> {
     }
 }
 
-/// Obtains the certificate and writes the files, unless shutdown comes first.
+/// How the CA's certificate is trusted, for error messages.
+pub fn trust_words(bundle: Option<&crate::cli::CaBundle>) -> String {
+    match bundle {
+        Some(bundle) => format!("by --ca-bundle {}", bundle.path.display()),
+        None => "by the system's root certificates".to_owned(),
+    }
+}
+
+/// The live objects for one exchange with the CA (`--dir`), with its deadline from `started`.
+pub fn runtime(
+    ca: &crate::cli::CaConfig,
+    solver: Arc<dyn Solver>,
+    started: Instant,
+) -> Result<Runtime> {
+    Ok(Runtime {
+        http: http_client(&ca.dir, ca.ca_bundle.as_ref().map(|b| b.roots.as_slice()))?,
+        trust: trust_words(ca.ca_bundle.as_ref()),
+        deadline: started + ca.timeout,
+        timeout: ca.timeout,
+        policy: Policy::new(
+            ca.rate_limits.budget(&ca.dir),
+            started + ca.timeout,
+            ca.timeout,
+        ),
+        solver,
+        timeline: Timeline::new(started),
+    })
+}
+
+/// Obtains the certificate (or keeps the one held, when it is not due) and writes the files,
+/// unless shutdown comes first. Returns the outcome, the files, and the deploy hook's failure.
 async fn issue(
     config: &Config,
     store: ChallengeStore,
     account_key: AccountKey,
     account_known: bool,
+    current: Option<Current>,
     cancel: &CancellationToken,
     started: Instant,
-) -> Result<(Outcome, Files)> {
-    let trust = match &config.ca_bundle {
-        Some(bundle) => format!("by --ca-bundle {}", bundle.path.display()),
-        None => "by the system's root certificates".to_owned(),
-    };
+) -> Result<(Outcome, Files, Option<Error>)> {
     let plan = Plan {
         dir_url: config.dir.clone(),
         names: config.names.clone(),
         kind: config.challenge,
         revoke: config.revoke,
-        http: http_client(
-            &config.dir,
-            config.ca_bundle.as_ref().map(|b| b.roots.as_slice()),
-        )?,
-        trust,
-        deadline: started + config.timeout,
-        timeout: config.timeout,
-        policy: Policy::new(
-            config.rate_limits.budget(&config.dir),
-            started + config.timeout,
-            config.timeout,
-        ),
-        store,
         account_known,
         contacts: config.contacts.clone(),
         eab: config.eab.clone(),
         request: config.request.clone(),
         preferred_chain: config.preferred_chain.clone(),
-        timeline: Timeline::new(started),
+        profile: config.profile.clone(),
+        force: config.force,
+        current,
     };
+    let rt = runtime(&config.ca(), Arc::new(store), started)?;
     let outcome = tokio::select! {
-        outcome = obtain(&plan, account_key) => outcome?,
+        outcome = obtain(&plan, &rt, account_key) => outcome?,
         () = cancel.cancelled() => return Err(Error::Interrupted),
     };
-    let mut files = Files::in_dir(&config.out);
-    if outcome.key.is_none() {
-        files.key = None;
+    if outcome.action == Action::Kept {
+        let mut files = Files::in_dir(&config.out);
+        if outcome.key.is_none() {
+            files.key = None;
+        }
+        return Ok((outcome, files, None));
     }
+    let out = config.out.clone();
+    let meta = SetMeta {
+        serial: outcome.issued.info.serial.clone(),
+        profile: outcome.profile.clone(),
+        dir_url: config.dir.clone(),
+        revoked: outcome.revoked,
+    };
     let (outcome, files) = blocking(move || {
-        files
-            .write(outcome.key.as_ref(), &outcome.issued)
-            .map(|()| (outcome, files))
+        let key_pem = outcome.key.as_ref().map(|k| k.pkcs8_pem());
+        let set = NewSet {
+            key_pem: key_pem.as_deref(),
+            cert_pem: &outcome.issued.leaf_pem(),
+            chain_pem: &outcome.issued.chain_pem(),
+            fullchain_pem: &outcome.issued.fullchain_pem(),
+            meta,
+        };
+        write_set(&out, &set).map(|files| (outcome, files))
     })
     .await?;
-    info!(dir = %config.out.display(), "files written");
-    Ok((outcome, files))
+    info!(dir = %config.out.display(), action = outcome.action.word(), "files written");
+    let hook = match &config.deploy_hook {
+        Some(cmd) => deploy_hook(cmd, config, &outcome).await.err(),
+        None => None,
+    };
+    Ok((outcome, files, hook))
+}
+
+/// Runs the deploy hook with `sh -c`, its environment naming what changed.
+async fn deploy_hook(cmd: &str, config: &Config, outcome: &Outcome) -> Result<()> {
+    info!(command = %cmd, "running the deploy hook");
+    let status = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .env("ACME_OUT", &config.out)
+        .env("ACME_NAMES", config.names.join(" "))
+        .env("ACME_ACTION", outcome.action.word())
+        .env("ACME_SERIAL", &outcome.issued.info.serial)
+        .stdin(std::process::Stdio::null())
+        .status()
+        .await
+        .map_err(|e| Error::Hook {
+            command: cmd.to_owned(),
+            status: format!("could not be started ({e})"),
+        })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::Hook {
+            command: cmd.to_owned(),
+            status: status.to_string(),
+        })
+    }
+}
+
+/// The certificate `--out` holds, when it holds a readable one; a set that cannot be read is
+/// replaced (with a warning), never an error.
+fn load_current(out: &Path) -> Option<Current> {
+    let set = match read_current(out) {
+        Ok(Some(set)) => set,
+        Ok(None) => return None,
+        Err(e) => {
+            warn!(error = %e, "the certificate files in --out cannot be read; ordering a new certificate");
+            return None;
+        }
+    };
+    let key = match set
+        .key_pem
+        .as_deref()
+        .map(CertKey::from_pkcs8_pem)
+        .transpose()
+    {
+        Ok(key) => key,
+        Err(e) => {
+            warn!(error = %e, "key.pem in --out cannot be used; ordering a new certificate");
+            return None;
+        }
+    };
+    // With a key, the chain must carry it; without (the user's CSR), take the leaf's own.
+    let public_key = match &key {
+        Some(key) => key.public_key_raw().to_vec(),
+        None => leaf_public_key(&set.fullchain_pem).unwrap_or_default(),
+    };
+    match Issued::from_pem(&set.fullchain_pem, &public_key) {
+        Ok(issued) => Some(Current {
+            issued,
+            key,
+            revoked: set.meta.as_ref().is_some_and(|m| m.revoked),
+            profile: set.meta.and_then(|m| m.profile),
+        }),
+        Err(e) => {
+            warn!(error = %e, "the certificate in --out does not match its key; ordering a new one");
+            None
+        }
+    }
+}
+
+/// The subjectPublicKey bits of the first certificate in a PEM chain.
+fn leaf_public_key(pem: &[u8]) -> Option<Vec<u8>> {
+    use x509_parser::prelude::{FromDer as _, X509Certificate};
+    let block = pem::parse_many(pem).ok()?.into_iter().next()?;
+    let (_, cert) = X509Certificate::from_der(block.contents()).ok()?;
+    Some(cert.public_key().subject_public_key.data.to_vec())
 }
 
 fn report(
@@ -461,7 +589,9 @@ async fn drain(tasks: &mut JoinSet<Result<()>>) -> Result<()> {
 }
 
 /// Runs blocking file and key work off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or_else(|e| Err(Error::Local(format!("a blocking task failed: {e}"))))

@@ -1,9 +1,8 @@
 //! The certificate side: the certificate key and CSR (rcgen), the issued chain (checked against the
-//! key and described with x509-parser), and the four PEM files written atomically.
+//! key and described with x509-parser), and their PEM text (LF line endings). `files.rs` writes the
+//! files into `--out` as one set.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
@@ -11,7 +10,17 @@ use rustls_pki_types::CertificateDer;
 use serde::Serialize;
 use x509_parser::prelude::{FromDer as _, GeneralName, X509Certificate};
 
-use crate::error::{Error, Result, io_err};
+use crate::error::{Error, Result};
+use crate::files::{NewSet, SetMeta, write_set};
+
+// Their home is files.rs; app.rs imports them from here.
+pub use crate::files::{check_out_dir, write_atomic};
+
+/// PEM text with LF line endings (the `pem` crate's default is CRLF), for every file written.
+pub fn pem_lf(tag: &str, der: &[u8]) -> String {
+    let lf = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    pem::encode_config(&pem::Pem::new(tag, der), lf)
+}
 
 /// The certificate key's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -26,6 +35,19 @@ pub enum KeyType {
     Rsa3072,
     /// RSA 4096
     Rsa4096,
+}
+
+impl KeyType {
+    /// The name `--key-type` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyType::Ec256 => "ec256",
+            KeyType::Ec384 => "ec384",
+            KeyType::Rsa2048 => "rsa2048",
+            KeyType::Rsa3072 => "rsa3072",
+            KeyType::Rsa4096 => "rsa4096",
+        }
+    }
 }
 
 /// A fresh RSA private key as PKCS#8 DER. The `rsa` crate generates it because ring cannot;
@@ -106,7 +128,7 @@ impl CertKey {
 
     /// The key as PKCS#8 PEM, for `key.pem`.
     pub fn pkcs8_pem(&self) -> String {
-        self.pair.serialize_pem()
+        pem_lf("PRIVATE KEY", &self.pair.serialize_der())
     }
 
     /// The key as PKCS#8 DER, for the HTTPS server.
@@ -117,6 +139,40 @@ impl CertKey {
     /// The public key as it appears in a certificate's subjectPublicKey bit string.
     pub fn public_key_raw(&self) -> &[u8] {
         self.pair.public_key_raw()
+    }
+
+    /// Loads a PKCS#8 PEM key (`key.pem`).
+    pub fn from_pkcs8_pem(pem: &[u8]) -> Result<Self> {
+        let text = std::str::from_utf8(pem)
+            .map_err(|_| Error::Local("the key file is not PEM text".into()))?;
+        let pair = KeyPair::from_pem(text)
+            .map_err(|e| Error::Local(format!("the key file holds no usable PKCS#8 key: {e}")))?;
+        Ok(CertKey { pair })
+    }
+
+    /// The same key, loaded again (the key pair itself cannot be cloned).
+    pub fn try_clone(&self) -> Result<Self> {
+        let pem = self.pkcs8_pem();
+        Self::from_pkcs8_pem(pem.as_bytes())
+    }
+
+    /// The key's type, as `--key-type` names it (RSA sizes from the modulus length).
+    pub fn kind(&self) -> Option<KeyType> {
+        let alg = self.pair.algorithm();
+        if alg == &rcgen::PKCS_ECDSA_P256_SHA256 {
+            Some(KeyType::Ec256)
+        } else if alg == &rcgen::PKCS_ECDSA_P384_SHA384 {
+            Some(KeyType::Ec384)
+        } else if alg == &rcgen::PKCS_RSA_SHA256 {
+            // The RSAPublicKey DER is the modulus plus about 14 bytes.
+            Some(match self.pair.public_key_raw().len() {
+                0..=300 => KeyType::Rsa2048,
+                301..=430 => KeyType::Rsa3072,
+                _ => KeyType::Rsa4096,
+            })
+        } else {
+            None
+        }
     }
 }
 
@@ -247,8 +303,17 @@ impl Issued {
     fn pem_of(certs: &[CertificateDer<'_>]) -> String {
         certs
             .iter()
-            .map(|c| pem::encode(&pem::Pem::new("CERTIFICATE", c.as_ref().to_vec())))
+            .map(|c| pem_lf("CERTIFICATE", c.as_ref()))
             .collect()
+    }
+
+    /// The leaf's subjectPublicKey bits.
+    pub fn public_key(&self) -> Vec<u8> {
+        self.certs
+            .first()
+            .and_then(|der| X509Certificate::from_der(der).ok())
+            .map(|(_, leaf)| leaf.public_key().subject_public_key.data.to_vec())
+            .unwrap_or_default()
     }
 
     /// `cert.pem`: the leaf only.
@@ -326,106 +391,29 @@ impl Files {
         }
     }
 
-    /// Writes the key (0600, unless the CSR was the user's) and the three certificate files,
-    /// each atomically: all four are written and synced in parallel under temporary names, then
-    /// renamed, then the directory is synced once.
+    /// Writes the files as one set with [`write_set`] into the directory of these paths,
+    /// recording only the serial; a caller that knows the profile and the CA calls `write_set`.
     pub fn write(&self, key: Option<&CertKey>, issued: &Issued) -> Result<()> {
-        let mut jobs: Vec<(&Path, String, u32)> = vec![
-            (&self.cert, issued.leaf_pem(), 0o644),
-            (&self.chain, issued.chain_pem(), 0o644),
-            (&self.fullchain, issued.fullchain_pem(), 0o644),
-        ];
-        if let (Some(key), Some(path)) = (key, &self.key) {
-            jobs.insert(0, (path, key.pkcs8_pem(), 0o600));
-        }
-        let staged: Vec<Result<PathBuf>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = jobs
-                .iter()
-                .map(|(path, text, mode)| scope.spawn(move || stage(path, text.as_bytes(), *mode)))
-                .collect();
-            handles
-                .into_iter()
-                .zip(&jobs)
-                .map(|(h, (path, _, _))| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(Error::Local(format!("writing {} panicked", path.display())))
-                    })
-                })
-                .collect()
-        });
-        let mut temps = Vec::new();
-        let mut failure = None;
-        for outcome in staged {
-            match outcome {
-                Ok(tmp) => temps.push(tmp),
-                Err(e) => failure = failure.or(Some(e)),
-            }
-        }
-        if let Some(e) = failure {
-            // Nothing was renamed yet: the old files are untouched.
-            for tmp in temps {
-                let _ = fs::remove_file(tmp);
-            }
-            return Err(e);
-        }
-        for (tmp, (path, _, _)) in temps.iter().zip(&jobs) {
-            fs::rename(tmp, path).map_err(io_err("write", path))?;
-        }
-        let dir = self.cert.parent().unwrap_or(Path::new("."));
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err("sync", dir))
+        let key_pem = key.filter(|_| self.key.is_some()).map(CertKey::pkcs8_pem);
+        let (cert_pem, chain_pem) = (issued.leaf_pem(), issued.chain_pem());
+        let fullchain_pem = issued.fullchain_pem();
+        let set = NewSet {
+            key_pem: key_pem.as_deref(),
+            cert_pem: &cert_pem,
+            chain_pem: &chain_pem,
+            fullchain_pem: &fullchain_pem,
+            meta: SetMeta {
+                serial: issued.info.serial.clone(),
+                ..SetMeta::default()
+            },
+        };
+        let dir = self
+            .cert
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        write_set(dir, &set).map(drop)
     }
-}
-
-/// Checks that `dir` exists (creating it) and that a file can be created in it, before any
-/// network traffic.
-pub fn check_out_dir(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).map_err(io_err("create the --out directory", dir))?;
-    let probe = dir.join(format!(".acme-client-probe-{}", std::process::id()));
-    fs::write(&probe, b"").map_err(io_err("write into the --out directory", dir))?;
-    let _ = fs::remove_file(&probe);
-    Ok(())
-}
-
-/// Writes `bytes` to a temporary file beside `path`, created with `mode` (so a key is never
-/// readable by others, not even briefly), and syncs it. Returns the temporary path.
-fn stage(path: &Path, bytes: &[u8], mode: u32) -> Result<PathBuf> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    let write = || -> std::io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io_err("write", path)(e)
-    })?;
-    Ok(tmp)
-}
-
-/// Writes `bytes` to `path` so that no reader ever sees a partial file: a synced temporary file
-/// renamed over `path`, then the directory synced.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let tmp = stage(path, bytes, mode)?;
-    fs::rename(&tmp, path).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io_err("write", path)(e)
-    })?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("sync", dir))
 }
 
 #[cfg(test)]
@@ -518,7 +506,21 @@ mod tests {
     }
 
     #[test]
-    fn files_are_written_atomically_with_a_private_key_0600() {
+    fn pem_text_has_lf_line_endings_only() {
+        let key = CertKey::generate(KeyType::Ec256).unwrap();
+        let issued = Issued::from_pem(self_signed(&key).as_bytes(), key.public_key_raw()).unwrap();
+        for text in [key.pkcs8_pem(), issued.leaf_pem(), issued.fullchain_pem()] {
+            assert!(text.starts_with("-----BEGIN "), "{text}");
+            assert!(text.ends_with("-----\n"), "{text:?}");
+            assert!(!text.contains('\r'), "{text:?}");
+        }
+        let parsed = pem::parse(key.pkcs8_pem()).unwrap();
+        assert_eq!(parsed.tag(), "PRIVATE KEY");
+        assert_eq!(parsed.contents(), key.pkcs8_der());
+    }
+
+    #[test]
+    fn files_write_is_one_set_with_a_private_key_0600() {
         let dir = tempfile::tempdir().unwrap();
         let key = CertKey::generate(KeyType::Ec256).unwrap();
         let issued = Issued::from_pem(self_signed(&key).as_bytes(), key.public_key_raw()).unwrap();
@@ -527,21 +529,13 @@ mod tests {
         let key_path = files.key.clone().unwrap();
         let mode = fs::metadata(&key_path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert!(
-            fs::read_to_string(&key_path)
-                .unwrap()
-                .contains("BEGIN PRIVATE KEY")
+        assert_eq!(fs::read_to_string(&key_path).unwrap(), key.pkcs8_pem());
+        assert_eq!(
+            fs::read_to_string(&files.fullchain).unwrap(),
+            issued.fullchain_pem()
         );
-        assert!(
-            fs::read_to_string(&files.fullchain)
-                .unwrap()
-                .contains("BEGIN CERTIFICATE")
-        );
-        // No temporary files are left behind.
-        let names: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names.len(), 4, "{names:?}");
+        assert!(fs::symlink_metadata(&files.cert).unwrap().is_symlink());
+        let current = crate::files::read_current(dir.path()).unwrap().unwrap();
+        assert_eq!(current.meta.unwrap().serial, issued.info.serial);
     }
 }

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 
@@ -18,17 +18,6 @@ use crate::error::{Error, Result};
 
 /// Most names one certificate may carry (Let's Encrypt's limit, and ours).
 pub const MAX_NAMES: usize = 100;
-
-/// The challenge to prove control with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ChallengeArg {
-    /// http-01: the CA fetches http://NAME/.well-known/acme-challenge/TOKEN from --http-port
-    Http01,
-    /// dns-01: the CA looks up TXT _acme-challenge.NAME on our DNS server (--dns-port)
-    Dns01,
-    /// tls-alpn-01: the CA connects to --https-port with ALPN acme-tls/1 (RFC 8737)
-    Tlsalpn01,
-}
 
 /// Well-known ACME directories, usable by name with `--dir`.
 pub const DIRECTORY_PRESETS: &[(&str, &str)] = &[
@@ -57,14 +46,50 @@ pub const DIRECTORY_PRESETS: &[(&str, &str)] = &[
 const DIR_HELP: &str = "ACME directory URL, or one of: letsencrypt, letsencrypt-staging, zerossl, \
 buypass, buypass-test, google, google-test, pebble (https://localhost:14000/dir)";
 
-/// Obtain a certificate from an ACME CA (RFC 8555) and serve it over HTTPS.
+/// Obtain certificates from an ACME CA (RFC 8555), keep them fresh, and serve them over HTTPS.
 #[derive(Debug, Parser)]
-#[command(name = "acme-client", version, about, max_term_width = 100)]
+#[command(
+    name = "acme-client",
+    version,
+    about,
+    max_term_width = 100,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
 pub struct Cli {
-    /// How to prove control of the names
-    #[arg(value_enum)]
-    pub challenge: ChallengeArg,
+    #[command(subcommand)]
+    pub command: Command,
 
+    /// More logging on stderr (-v debug, -vv trace); RUST_LOG also works
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = "Output")]
+    pub verbose: u8,
+
+    /// Less logging on stderr (-q warnings, -qq errors only)
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "verbose", global = true, help_heading = "Output")]
+    pub quiet: u8,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Obtain a certificate proving control with http-01: the CA fetches
+    /// http://NAME/.well-known/acme-challenge/TOKEN from --http-port
+    Http01(IssueArgs),
+    /// Obtain a certificate proving control with dns-01: the CA looks up TXT _acme-challenge.NAME
+    /// on our DNS server (--dns-port)
+    Dns01(IssueArgs),
+    /// Obtain a certificate proving control with tls-alpn-01: the CA connects to --https-port with
+    /// ALPN acme-tls/1 (RFC 8737)
+    Tlsalpn01(IssueArgs),
+    /// Revoke a certificate obtained earlier (RFC 8555 §7.6)
+    Revoke(RevokeArgs),
+    /// Show the ACME account, update its contacts, roll its key over or deactivate it
+    Account(AccountArgs),
+}
+
+/// How to reach the CA; shared by every command.
+#[derive(Debug, Clone, Args)]
+pub struct CaArgs {
     #[arg(long, env = "ACME_DIR", value_name = "URL|NAME", help = DIR_HELP, help_heading = "The CA")]
     pub dir: String,
 
@@ -76,6 +101,29 @@ pub struct Cli {
         help_heading = "The CA"
     )]
     pub ca_bundle: Option<PathBuf>,
+
+    /// Overall deadline in seconds for the whole exchange with the CA
+    #[arg(long, value_name = "SECS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=86_400), help_heading = "The CA")]
+    pub timeout: u64,
+
+    /// Request budget to keep to: auto = the published limits of a CA preset (Let's Encrypt's),
+    /// none for other CAs
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHICH",
+        default_value = "auto",
+        help_heading = "The CA"
+    )]
+    pub rate_limits: RateLimits,
+}
+
+/// Obtain a certificate: the names, the challenge's servers, the account, the output.
+#[derive(Debug, Args)]
+pub struct IssueArgs {
+    #[command(flatten)]
+    pub ca: CaArgs,
 
     /// A DNS name or IP address for the certificate (repeatable, 1 to 100; *.NAME only with
     /// dns01; IP addresses only with http01 and tlsalpn01)
@@ -119,6 +167,19 @@ pub struct Cli {
     /// Revoke the certificate right after obtaining it (it is still served)
     #[arg(long, help_heading = "The certificate")]
     pub revoke: bool,
+
+    /// Order a new certificate even if the one in --out is not due for renewal
+    #[arg(long, help_heading = "The certificate")]
+    pub force: bool,
+
+    /// Ask the CA for this certificate profile (one of the directory's meta.profiles)
+    #[arg(long, value_name = "NAME", help_heading = "The certificate")]
+    pub profile: Option<String>,
+
+    /// Run this shell command (sh -c) after new files are written (issued or renewed, not kept);
+    /// its environment has ACME_OUT, ACME_NAMES, ACME_ACTION and ACME_SERIAL
+    #[arg(long, value_name = "CMD", help_heading = "Output")]
+    pub deploy_hook: Option<String>,
 
     /// PEM (PKCS#8) account key; created (mode 0600) if the file does not exist [default:
     /// account.pem in --out]
@@ -174,30 +235,6 @@ pub struct Cli {
     #[arg(long, help_heading = "Output")]
     pub timings: bool,
 
-    /// Overall deadline in seconds for obtaining the certificate
-    #[arg(long, value_name = "SECS", default_value_t = 120,
-          value_parser = clap::value_parser!(u64).range(1..=86_400), help_heading = "Output")]
-    pub timeout: u64,
-
-    /// More logging on stderr (-v debug, -vv trace); RUST_LOG also works
-    #[arg(short, long, action = clap::ArgAction::Count, help_heading = "Output")]
-    pub verbose: u8,
-
-    /// Less logging on stderr (-q warnings, -qq errors only)
-    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "verbose", help_heading = "Output")]
-    pub quiet: u8,
-
-    /// Request budget to keep to: auto = the published limits of a CA preset (Let's Encrypt's),
-    /// none for other CAs
-    #[arg(
-        long,
-        value_enum,
-        value_name = "WHICH",
-        default_value = "auto",
-        help_heading = "The CA"
-    )]
-    pub rate_limits: RateLimits,
-
     /// Address every server listens on
     #[arg(
         long,
@@ -232,6 +269,98 @@ pub struct Cli {
         help_heading = "Servers"
     )]
     pub shutdown_port: u16,
+}
+
+/// Revoke a certificate obtained earlier.
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    #[command(flatten)]
+    pub ca: CaArgs,
+
+    /// The certificate to revoke (PEM; the first certificate in the file)
+    #[arg(long, value_name = "FILE")]
+    pub cert: PathBuf,
+
+    /// Sign with the certificate's own key instead of the account key (RFC 8555 §7.6)
+    #[arg(long, value_name = "FILE", conflicts_with = "account_key")]
+    pub key: Option<PathBuf>,
+
+    /// The account key to sign with [default: account.pem beside --cert]
+    #[arg(long, value_name = "FILE")]
+    pub account_key: Option<PathBuf>,
+
+    /// Why (RFC 5280 §5.3.1)
+    #[arg(long, value_enum, value_name = "REASON", default_value = "unspecified")]
+    pub reason: Reason,
+
+    /// Print the outcome as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Revocation reasons a subscriber may give (RFC 5280 §5.3.1; the codes go in `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "camelCase")]
+pub enum Reason {
+    /// 0
+    Unspecified,
+    /// 1: the certificate's key was exposed
+    KeyCompromise,
+    /// 3: the names or the subscriber changed
+    AffiliationChanged,
+    /// 4: a new certificate replaces it
+    Superseded,
+    /// 5: the names are no longer used
+    CessationOfOperation,
+}
+
+impl Reason {
+    /// The CRLReason code (RFC 5280 §5.3.1).
+    pub fn code(self) -> u8 {
+        match self {
+            Reason::Unspecified => 0,
+            Reason::KeyCompromise => 1,
+            Reason::AffiliationChanged => 3,
+            Reason::Superseded => 4,
+            Reason::CessationOfOperation => 5,
+        }
+    }
+}
+
+/// Show or manage the account.
+#[derive(Debug, Args)]
+pub struct AccountArgs {
+    #[command(flatten)]
+    pub ca: CaArgs,
+
+    /// The account key [default: account.pem in --out]
+    #[arg(long, value_name = "FILE")]
+    pub account_key: Option<PathBuf>,
+
+    /// Directory holding account.pem
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
+
+    /// Set the account's contacts to these URLs (repeatable), e.g. mailto:admin@example.com
+    #[arg(long, value_name = "URL")]
+    pub contact: Vec<String>,
+
+    /// Roll the account key over to the key in this file (created if missing); the new key
+    /// replaces the account key file only once the CA has agreed (RFC 8555 §7.3.5)
+    #[arg(long, value_name = "NEWKEY", conflicts_with = "deactivate")]
+    pub rollover: Option<PathBuf>,
+
+    /// Deactivate the account for good (RFC 8555 §7.3.6); asks first on a terminal
+    #[arg(long)]
+    pub deactivate: bool,
+
+    /// Do not ask before --deactivate
+    #[arg(long, requires = "deactivate")]
+    pub yes: bool,
+
+    /// Print the account as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The CA's trust roots given with `--ca-bundle`.
@@ -280,18 +409,135 @@ pub struct Config {
     pub eab: Option<Eab>,
     pub request: CertRequest,
     pub preferred_chain: Option<String>,
+    /// Order even if the current certificate is not due (`--force`).
+    pub force: bool,
+    /// `--profile`.
+    pub profile: Option<String>,
+    /// `--deploy-hook`.
+    pub deploy_hook: Option<String>,
+}
+
+/// The CA as validated from [`CaArgs`].
+#[derive(Debug, Clone)]
+pub struct CaConfig {
+    pub dir: String,
+    pub public_ca: Option<&'static str>,
+    pub ca_bundle: Option<CaBundle>,
+    pub timeout: Duration,
+    pub rate_limits: RateLimits,
+}
+
+/// A validated `revoke` command.
+#[derive(Debug, Clone)]
+pub struct RevokeConfig {
+    pub ca: CaConfig,
+    pub cert: PathBuf,
+    /// Sign with the certificate key in this file (jwk), or else with the account key.
+    pub key: Option<PathBuf>,
+    pub account_key: PathBuf,
+    pub reason: Reason,
+    pub json: bool,
+}
+
+/// A validated `account` command.
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    pub ca: CaConfig,
+    pub account_key: PathBuf,
+    pub contacts: Vec<String>,
+    pub rollover: Option<PathBuf>,
+    pub deactivate: bool,
+    pub yes: bool,
+    pub json: bool,
+}
+
+/// A validated command.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Issue(Box<Config>),
+    Revoke(RevokeConfig),
+    Account(AccountConfig),
+}
+
+impl Config {
+    /// The CA part of the configuration.
+    pub fn ca(&self) -> CaConfig {
+        CaConfig {
+            dir: self.dir.clone(),
+            public_ca: self.public_ca,
+            ca_bundle: self.ca_bundle.clone(),
+            timeout: self.timeout,
+            rate_limits: self.rate_limits,
+        }
+    }
+}
+
+impl CaArgs {
+    fn validate(self) -> Result<CaConfig> {
+        let dir = validate_dir(&self.dir)?;
+        Ok(CaConfig {
+            public_ca: public_ca(&dir),
+            dir,
+            ca_bundle: self.ca_bundle.map(load_ca_bundle).transpose()?,
+            timeout: Duration::from_secs(self.timeout),
+            rate_limits: self.rate_limits,
+        })
+    }
 }
 
 impl Cli {
     /// Checks every value; a failure is a usage error (exit 2) naming the flag and the fix.
-    pub fn validate(self) -> Result<Config> {
-        let challenge = match self.challenge {
-            ChallengeArg::Http01 => ChallengeKind::Http01,
-            ChallengeArg::Dns01 => ChallengeKind::Dns01,
-            ChallengeArg::Tlsalpn01 => ChallengeKind::TlsAlpn01,
-        };
-        let dir = validate_dir(&self.dir)?;
-        let public_ca = public_ca(&dir);
+    pub fn validate(self) -> Result<Action> {
+        Ok(match self.command {
+            Command::Http01(args) => Action::Issue(Box::new(args.validate(ChallengeKind::Http01)?)),
+            Command::Dns01(args) => Action::Issue(Box::new(args.validate(ChallengeKind::Dns01)?)),
+            Command::Tlsalpn01(args) => {
+                Action::Issue(Box::new(args.validate(ChallengeKind::TlsAlpn01)?))
+            }
+            Command::Revoke(args) => {
+                let account_key = args.account_key.unwrap_or_else(|| {
+                    args.cert
+                        .parent()
+                        .unwrap_or(std::path::Path::new("."))
+                        .join("account.pem")
+                });
+                Action::Revoke(RevokeConfig {
+                    ca: args.ca.validate()?,
+                    cert: args.cert,
+                    key: args.key,
+                    account_key,
+                    reason: args.reason,
+                    json: args.json,
+                })
+            }
+            Command::Account(args) => {
+                check_contacts(&args.contact)?;
+                Action::Account(AccountConfig {
+                    ca: args.ca.validate()?,
+                    account_key: args
+                        .account_key
+                        .unwrap_or_else(|| args.out.join("account.pem")),
+                    contacts: args.contact,
+                    rollover: args.rollover,
+                    deactivate: args.deactivate,
+                    yes: args.yes,
+                    json: args.json,
+                })
+            }
+        })
+    }
+}
+
+impl IssueArgs {
+    /// Checks every value; a failure is a usage error (exit 2) naming the flag and the fix.
+    pub fn validate(self, challenge: ChallengeKind) -> Result<Config> {
+        let CaConfig {
+            dir,
+            public_ca,
+            ca_bundle,
+            timeout,
+            rate_limits,
+        } = self.ca.validate()?;
         // A public CA validates http-01 on 80, tls-alpn-01 on 443 and finds our DNS server on 53
         // through delegation; any other CA (Pebble) where it is configured to.
         let (dns_port, http_port, https_port) = match public_ca {
@@ -352,13 +598,7 @@ impl Cli {
                 }
             }
         }
-        for contact in &self.contact {
-            if !contact.contains(':') || contact.starts_with(':') {
-                return Err(Error::Usage(format!(
-                    "--contact {contact:?} is not a URL; write it as mailto:admin@example.com"
-                )));
-            }
-        }
+        check_contacts(&self.contact)?;
         let eab = match (self.eab_kid, self.eab_hmac_key) {
             (Some(kid), Some(key)) => Some(Eab {
                 kid,
@@ -370,12 +610,11 @@ impl Cli {
             }),
             _ => None,
         };
-        let ca_bundle = self.ca_bundle.map(load_ca_bundle).transpose()?;
         Ok(Config {
             challenge,
             public_ca,
             dir,
-            rate_limits: self.rate_limits,
+            rate_limits,
             record: self.record,
             names,
             revoke: self.revoke,
@@ -390,7 +629,7 @@ impl Cli {
             http_port,
             https_port,
             shutdown_port: self.shutdown_port,
-            timeout: Duration::from_secs(self.timeout),
+            timeout,
             account_key: AccountKeyConfig {
                 path: self
                     .account_key
@@ -401,9 +640,14 @@ impl Cli {
             eab,
             request,
             preferred_chain: self.preferred_chain,
+            force: self.force,
+            profile: self.profile,
+            deploy_hook: self.deploy_hook,
         })
     }
+}
 
+impl Cli {
     /// The level filter for `-v`/`-q` when `RUST_LOG` is not set.
     pub fn log_targets(&self) -> tracing_subscriber::filter::Targets {
         use tracing::Level;
@@ -430,6 +674,18 @@ impl Cli {
             _ => "error",
         }
     }
+}
+
+/// Contacts are URLs (RFC 8555 §7.3): a bare address is refused with the fix.
+fn check_contacts(contacts: &[String]) -> Result<()> {
+    for contact in contacts {
+        if !contact.contains(':') || contact.starts_with(':') {
+            return Err(Error::Usage(format!(
+                "--contact {contact:?} is not a URL; write it as mailto:admin@example.com"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn sorted(names: &[String]) -> Vec<String> {
@@ -655,7 +911,10 @@ mod tests {
     fn cli(args: &[&str]) -> Result<Config> {
         let mut argv = vec!["acme-client"];
         argv.extend_from_slice(args);
-        Cli::try_parse_from(argv).unwrap().validate()
+        match Cli::try_parse_from(argv).unwrap().validate()? {
+            Action::Issue(config) => Ok(*config),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub mod exit {
     pub const TIMEOUT: u8 = 5;
     /// A listening port could not be bound.
     pub const BIND: u8 = 6;
+    /// The deploy hook failed (the new files are in place).
+    pub const HOOK: u8 = 7;
     /// Shut down (signal or `GET /shutdown`) before the certificate was obtained.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -95,6 +97,12 @@ pub enum Error {
     #[error("the answer from {url} never came ({detail}); it may have been processed")]
     AnswerLost { url: String, detail: String },
 
+    /// The deploy hook exited non-zero or could not run.
+    #[error(
+        "the deploy hook `{command}` failed: {status}; the new files are in place, fix the hook and run it by hand"
+    )]
+    Hook { command: String, status: String },
+
     /// Shutdown was requested before the certificate was obtained.
     #[error("shut down before the certificate was obtained")]
     Interrupted,
@@ -129,6 +137,7 @@ impl Error {
             Error::Acme { .. } | Error::Invalid { .. } | Error::Protocol { .. } => exit::CA,
             Error::Timeout { .. } | Error::RetryLater { .. } => exit::TIMEOUT,
             Error::Interrupted => exit::INTERRUPTED,
+            Error::Hook { .. } => exit::HOOK,
             Error::Io { .. } | Error::Local(_) => exit::LOCAL,
             Error::Step { source, .. } => source.exit_code(),
         }

@@ -10,7 +10,9 @@ pub mod app;
 pub mod cert;
 pub mod challenge;
 pub mod cli;
+pub mod commands;
 pub mod error;
+pub mod files;
 pub mod serve;
 pub mod summary;
 

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use acme_client::cli::Cli;
+use acme_client::cli::{Action, Cli};
 use acme_client::error::exit;
 use clap::Parser as _;
 use clap::error::ErrorKind;
@@ -27,8 +27,8 @@ fn main() -> ExitCode {
     };
     init_logging(&cli);
 
-    let config = match cli.validate() {
-        Ok(config) => config,
+    let action = match cli.validate() {
+        Ok(action) => action,
         Err(e) => {
             eprintln!("acme-client: {e}");
             return ExitCode::from(e.exit_code());
@@ -44,7 +44,13 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::LOCAL);
         }
     };
-    let outcome = runtime.block_on(acme_client::app::run(config));
+    let outcome = runtime.block_on(async {
+        match action {
+            Action::Issue(config) => acme_client::app::run(*config).await,
+            Action::Revoke(config) => acme_client::commands::revoke(config).await,
+            Action::Account(config) => acme_client::commands::account(config).await,
+        }
+    });
     // Every server has stopped and every file is synced: no need to wait for idle threads.
     runtime.shutdown_background();
     match outcome {

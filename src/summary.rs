@@ -8,12 +8,15 @@ use serde::Serialize;
 
 use crate::acme::machine::{Outcome, StepTiming};
 use crate::acme::policy::RequestStats;
+use crate::acme::renewal::{Due, rfc3339};
 use crate::acme::timeline::Event;
 use crate::cert::Files;
 
 /// Everything a script may want to know about the run.
 #[derive(Debug, Serialize)]
 pub struct Summary<'a> {
+    /// "issued", "renewed" or "kept".
+    pub action: &'static str,
     pub names: &'a [String],
     pub challenge: &'static str,
     pub serial: &'a str,
@@ -24,11 +27,18 @@ pub struct Summary<'a> {
     pub not_after: &'a str,
     pub revoked: bool,
     pub files: &'a Files,
-    pub account_url: &'a str,
-    /// "created" when this run created the account, "reused" when it found it.
-    pub account: &'static str,
-    pub order_url: &'a str,
-    pub certificate_url: &'a str,
+    /// None when the certificate was kept (no account was needed).
+    pub account_url: Option<&'a str>,
+    /// "created" when this run created the account, "reused" when it found it, null when kept.
+    pub account: Option<&'static str>,
+    pub order_url: Option<&'a str>,
+    pub certificate_url: Option<&'a str>,
+    /// The profile the certificate was issued under.
+    pub profile: Option<&'a str>,
+    /// The serial of the certificate this run replaced.
+    pub replaced: Option<&'a str>,
+    /// When the certificate now held is next due, and why.
+    pub renewal: &'a Due,
     pub terms_of_service: Option<&'a str>,
     pub reused_authorizations: usize,
     /// Where the certificate is served, when it is.
@@ -102,6 +112,7 @@ impl<'a> Summary<'a> {
     ) -> Self {
         let info = &outcome.issued.info;
         Summary {
+            action: outcome.action.word(),
             names: &info.names,
             challenge: validation.challenge,
             serial: &info.serial,
@@ -111,14 +122,19 @@ impl<'a> Summary<'a> {
             not_after: &info.not_after,
             revoked: outcome.revoked,
             files,
-            account_url: &outcome.account_url,
-            account: if outcome.account_created {
-                "created"
-            } else {
-                "reused"
-            },
-            order_url: &outcome.order_url,
-            certificate_url: &outcome.certificate_url,
+            account_url: outcome.account_url.as_deref(),
+            account: outcome.account_url.as_ref().map(|_| {
+                if outcome.account_created {
+                    "created"
+                } else {
+                    "reused"
+                }
+            }),
+            order_url: outcome.order_url.as_deref(),
+            certificate_url: outcome.certificate_url.as_deref(),
+            profile: outcome.profile.as_deref(),
+            replaced: outcome.replaced.as_deref(),
+            renewal: &outcome.next,
             terms_of_service: outcome.terms_of_service.as_deref(),
             reused_authorizations: outcome.reused_authorizations,
             https,
@@ -200,20 +216,38 @@ impl<'a> Summary<'a> {
         if self.revoked {
             out.push_str("  revoked   yes\n");
         }
+        out.push_str(&format!("  action    {}", self.action));
+        if let Some(old) = self.replaced {
+            out.push_str(&format!(" (replaces serial {old})"));
+        }
+        out.push('\n');
+        if let Some(profile) = self.profile {
+            out.push_str(&format!("  profile   {profile}\n"));
+        }
         out.push_str(&format!(
-            "  account   {} {}\n",
-            self.account, self.account_url
+            "  renew     from {} ({})\n",
+            rfc3339(self.renewal.at),
+            self.renewal.reason
         ));
+        if let (Some(account), Some(url)) = (self.account, self.account_url) {
+            out.push_str(&format!("  account   {account} {url}\n"));
+        }
         let limited = match self.ca_requests.rate_limited {
             0 => String::new(),
             n => format!(" ({n} answered 429/503 and were waited out)"),
         };
+        let (verb, kept) = match self.action {
+            "kept" => ("checked  ", true),
+            _ => ("obtained ", false),
+        };
         out.push_str(&format!(
-            "  obtained  in {:.3} s, {} requests to the CA{limited}\n",
+            "  {verb} in {:.3} s, {} requests to the CA{limited}\n",
             self.timings.total_ms / 1000.0,
             self.requests()
         ));
-        out.push_str(&format!("  validated {}\n", self.validation.describe()));
+        if !kept {
+            out.push_str(&format!("  validated {}\n", self.validation.describe()));
+        }
         if let (Some(https), Some(shutdown)) = (self.https, self.shutdown) {
             out.push_str(&format!(
                 "serving it on https://{}/ until GET http://{}/shutdown, SIGINT or SIGTERM\n",

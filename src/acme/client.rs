@@ -352,6 +352,12 @@ impl Transport {
         self.nonce_ready.notify_one();
     }
 
+    /// An unsigned GET, for the resources RFC 9773 §4.2 serves that way (renewal information).
+    /// 429/503 and lost answers are handled as for every request.
+    pub async fn get_unsigned(&self, url: &str) -> Result<Reply> {
+        self.read("GET", url, || self.http.get(url)).await
+    }
+
     /// POST-as-GET (RFC 8555 §6.3). A lost answer is asked for again.
     pub async fn get(&self, url: &str) -> Result<Reply> {
         self.post(url, None, None).await

@@ -186,7 +186,7 @@ impl AccountKey {
 
     /// The key as PKCS#8 PEM, to keep it in `--account-key`.
     pub fn pkcs8_pem(&self) -> String {
-        pem::encode(&pem::Pem::new("PRIVATE KEY", self.pkcs8.clone()))
+        crate::cert::pem_lf("PRIVATE KEY", &self.pkcs8)
     }
 
     /// The JWS `alg` of this key (RFC 7518 §3.1).

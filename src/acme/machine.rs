@@ -1,9 +1,13 @@
-//! The ACME state machine (RFC 8555 §7): directory, nonce, account, order, authorizations,
-//! finalize, certificate, revoke. Each step is a variant carrying only what is valid in it;
-//! [`Step::advance`] is one straight-line move and [`obtain`] drives them, logging each transition.
+//! The ACME state machine (RFC 8555 §7, RFC 9773): directory, review of the certificate already
+//! held, nonce, account, order, authorizations, finalize, certificate, revoke, schedule. The first
+//! issuance and every renewal drive the same machine. Each step is a variant carrying only what
+//! is valid in it; [`Step::advance`] hands each to one function, and [`obtain`] drives them,
+//! logging each transition.
 //!
-//! The machine knows nothing of the servers: it publishes answers through the [`ChallengeStore`].
+//! The [`Plan`] is plain configuration; the [`Runtime`] beside it holds the live objects. The
+//! machine knows nothing of the servers: it publishes answers through a [`Solver`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
@@ -13,24 +17,21 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::account::{self, NewAccount};
 use super::client::{PEM_CHAIN, Reply, Transport};
 use super::jws::{AccountKey, b64};
 use super::policy::{Policy, RequestStats, RetryAfter, later};
+use super::renewal::{self, Due};
+use super::solver::{ChallengeKind, Solver};
 use super::timeline::{Event, Timeline};
 use super::types::{
     Authorization, AuthzAction, Challenge, Identifier, Order, OrderNext, Problem, Status,
-    authz_action, authz_problem, order_next,
+    authz_action, authz_problem, is_token, order_next,
 };
 use crate::cert::{CertKey, Issued, KeyType, UserCsr};
-use crate::challenge::{ChallengeKind, ChallengeStore, http::is_token};
 use crate::error::{Error, Result};
 
-/// External Account Binding credentials (RFC 8555 §7.3.4).
-#[derive(Debug, Clone)]
-pub struct Eab {
-    pub kid: String,
-    pub hmac_key: Vec<u8>,
-}
+pub use super::account::Eab;
 
 /// Where the certificate request comes from.
 #[derive(Debug, Clone)]
@@ -41,7 +42,19 @@ pub enum CertRequest {
     Csr(UserCsr),
 }
 
-/// Everything the machine needs, fixed for the whole run.
+/// The certificate `--out` holds now, which the run may keep or renew.
+#[derive(Debug)]
+pub struct Current {
+    pub issued: Issued,
+    /// Its key; None when it came from the user's CSR.
+    pub key: Option<CertKey>,
+    /// acme-client revoked it (the CA may not say so: without ARI it cannot).
+    pub revoked: bool,
+    /// The profile it was ordered with.
+    pub profile: Option<String>,
+}
+
+/// What to obtain: plain configuration, fixed for the whole run.
 #[derive(Debug)]
 pub struct Plan {
     pub dir_url: String,
@@ -49,14 +62,6 @@ pub struct Plan {
     pub names: Vec<String>,
     pub kind: ChallengeKind,
     pub revoke: bool,
-    pub http: reqwest::Client,
-    /// How the CA's TLS certificate is trusted, for error messages.
-    pub trust: String,
-    pub deadline: Instant,
-    pub timeout: Duration,
-    /// The request policy for this CA (pauses, budget, requests in flight); shares the deadline.
-    pub policy: Policy,
-    pub store: ChallengeStore,
     /// The account key came from an existing file: look the account up before creating one.
     pub account_known: bool,
     pub contacts: Vec<String>,
@@ -64,23 +69,74 @@ pub struct Plan {
     pub request: CertRequest,
     /// Issuer CN of the topmost certificate of the preferred chain (`--preferred-chain`).
     pub preferred_chain: Option<String>,
+    /// The certificate profile to ask for (`--profile`).
+    pub profile: Option<String>,
+    /// Order even if the current certificate is not due (`--force`).
+    pub force: bool,
+    /// The certificate held now, if any.
+    pub current: Option<Current>,
+}
+
+/// The live objects the machine works with.
+#[derive(Debug)]
+pub struct Runtime {
+    pub http: reqwest::Client,
+    /// How the CA's TLS certificate is trusted, for error messages.
+    pub trust: String,
+    pub deadline: Instant,
+    pub timeout: Duration,
+    /// The request policy for this CA (pauses, budget, requests in flight); shares the deadline.
+    pub policy: Policy,
+    /// Publishes challenge answers.
+    pub solver: Arc<dyn Solver>,
     /// Every request and wait, for the timings report.
     pub timeline: Timeline,
+}
+
+/// What the run did with the certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// A first certificate for `--out`.
+    Issued,
+    /// A new certificate replaced one that was due (or `--force`).
+    Renewed,
+    /// The certificate held was not due: no order was placed.
+    Kept,
+}
+
+impl Action {
+    /// The word used in the summary, the JSON and the deploy hook.
+    pub fn word(self) -> &'static str {
+        match self {
+            Action::Issued => "issued",
+            Action::Renewed => "renewed",
+            Action::Kept => "kept",
+        }
+    }
 }
 
 /// What a finished run produced.
 #[derive(Debug)]
 pub struct Outcome {
-    pub account_url: String,
+    pub action: Action,
+    /// None when the certificate was kept (no account was needed).
+    pub account_url: Option<String>,
     /// Whether this run created the account (else it found an existing one for the key).
     pub account_created: bool,
-    pub order_url: String,
-    pub certificate_url: String,
+    pub order_url: Option<String>,
+    pub certificate_url: Option<String>,
     pub terms_of_service: Option<String>,
     /// The certificate key; None with the user's CSR.
     pub key: Option<CertKey>,
     pub issued: Issued,
     pub revoked: bool,
+    /// The profile the CA issued under, or the kept certificate's.
+    pub profile: Option<String>,
+    /// The serial of the certificate this run replaced.
+    pub replaced: Option<String>,
+    /// When the certificate now held is next due, and why.
+    pub next: Due,
     /// Authorizations the CA had already validated (reused), which needed no challenge.
     pub reused_authorizations: usize,
     pub steps: Vec<StepTiming>,
@@ -99,12 +155,22 @@ pub struct StepTiming {
     pub ms: f64,
 }
 
+/// Why a new certificate is being ordered, when one is held.
+#[derive(Debug, Clone, Default)]
+pub struct Renewal {
+    /// The held certificate's ARI CertID, sent as `replaces` (RFC 9773 §5).
+    replaces: Option<String>,
+    /// The held certificate's serial.
+    old_serial: Option<String>,
+}
+
 /// Known once the account exists.
 #[derive(Debug)]
 pub struct Session {
     acme: Transport,
     account_url: String,
     account_created: bool,
+    renewal: Renewal,
 }
 
 /// Known once the order exists.
@@ -115,6 +181,8 @@ pub struct OrderRef {
     finalize: String,
     /// Every authorization URL of the order.
     authorizations: Vec<String>,
+    /// The profile the CA put on the order.
+    profile: Option<String>,
 }
 
 /// The certificate key being generated in the background while the CA validates (RSA keys take
@@ -126,13 +194,15 @@ type KeyJob = Option<JoinHandle<Result<CertKey>>>;
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Step {
-    /// Read the directory (RFC 8555 §7.1.1).
+    /// Read the directory (RFC 8555 §7.1.1) and check the profile asked for.
     Directory { key: AccountKey },
+    /// Decide whether the certificate held is due (RFC 9773, or the lifetime rule).
+    Review { acme: Transport },
     /// Hold a first nonce (RFC 8555 §7.2).
-    Nonce { acme: Transport },
+    Nonce { acme: Transport, renewal: Renewal },
     /// Find or create the account, agreeing to the terms of service (RFC 8555 §7.3).
-    Account { acme: Transport },
-    /// Submit the order for every name (RFC 8555 §7.4).
+    Account { acme: Transport, renewal: Renewal },
+    /// Submit the order for every name (RFC 8555 §7.4), saying what it replaces.
     Order { session: Session },
     /// Publish every answer, then answer every pending authorization at once and wait until the
     /// order is ready (RFC 8555 §7.5). Skipped when the order is ready already.
@@ -152,6 +222,8 @@ pub enum Step {
     },
     /// Revoke the certificate just obtained (RFC 8555 §7.6).
     Revoke { order: OrderRef, done: Box<Outcome> },
+    /// Find out when the new certificate will be due.
+    Schedule { order: OrderRef, done: Box<Outcome> },
     /// Finished.
     Done(Box<Outcome>),
 }
@@ -161,6 +233,7 @@ impl Step {
     pub fn name(&self) -> &'static str {
         match self {
             Step::Directory { .. } => "reading the directory",
+            Step::Review { .. } => "checking whether the certificate is due",
             Step::Nonce { .. } => "getting a nonce",
             Step::Account { .. } => "finding or creating the account",
             Step::Order { .. } => "creating the order",
@@ -168,182 +241,414 @@ impl Step {
             Step::Finalize { .. } => "finalizing the order",
             Step::Certificate { .. } => "downloading the certificate",
             Step::Revoke { .. } => "revoking the certificate",
+            Step::Schedule { .. } => "finding when to renew",
             Step::Done(_) => "done",
         }
     }
 
     /// Makes one move.
-    pub async fn advance(self, plan: &Plan) -> Result<Step> {
+    pub async fn advance(self, plan: &Plan, rt: &Runtime) -> Result<Step> {
         match self {
-            Step::Directory { key } => {
-                let acme = Transport::connect(
-                    plan.http.clone(),
-                    plan.trust.clone(),
-                    plan.policy.clone(),
-                    &plan.dir_url,
-                    key,
-                    plan.timeline.clone(),
-                )
-                .await?;
-                if let Some(tos) = acme
-                    .directory()
-                    .meta
-                    .as_ref()
-                    .and_then(|m| m.terms_of_service.as_ref())
-                {
-                    info!(terms_of_service = %tos, "agreeing to the CA's terms of service");
-                }
-                Ok(Step::Nonce { acme })
-            }
-            Step::Nonce { acme } => {
+            Step::Directory { key } => read_directory(plan, rt, key).await,
+            Step::Review { acme } => review(plan, acme).await,
+            Step::Nonce { acme, renewal } => {
                 // Put the nonce back: it is spent by the first signed request.
                 let nonce = acme.nonce().await?;
                 acme.restore_nonce(nonce);
-                Ok(Step::Account { acme })
+                Ok(Step::Account { acme, renewal })
             }
-            Step::Account { acme } => {
-                let (account_url, account_created) = account(&acme, plan).await?;
-                acme.set_kid(account_url.clone());
-                Ok(Step::Order {
-                    session: Session {
-                        acme,
-                        account_url,
-                        account_created,
-                    },
-                })
-            }
-            Step::Order { session } => {
-                // Generate the certificate key now, off the async threads, so an RSA key is
-                // ready by the time the authorizations are.
-                let key = match &plan.request {
-                    CertRequest::Generate(kind) => {
-                        let kind = *kind;
-                        Some(tokio::task::spawn_blocking(move || CertKey::generate(kind)))
-                    }
-                    CertRequest::Csr(_) => None,
-                };
-                let identifiers: Vec<Identifier> =
-                    plan.names.iter().map(|n| Identifier::for_name(n)).collect();
-                let url = session.acme.directory().new_order.clone();
-                let reply = session
-                    .acme
-                    .post(&url, Some(&json!({"identifiers": identifiers})), None)
-                    .await?;
-                let order_url = reply.location()?;
-                let order: Order = reply.json()?;
-                info!(order = %order_url, status = %order.status, authorizations = order.authorizations.len(), "order created");
-                let ready = order.status == Status::Ready;
-                let order = OrderRef {
-                    session,
-                    url: order_url,
-                    finalize: order.finalize,
-                    authorizations: order.authorizations,
-                };
-                if ready {
-                    // Every authorization was valid already (reused): nothing to prove.
-                    let reused = order.authorizations.len();
-                    Ok(Step::Finalize { order, reused, key })
-                } else {
-                    Ok(Step::Authorizations { order, key })
-                }
-            }
+            Step::Account { acme, renewal } => open_account(plan, acme, renewal).await,
+            Step::Order { session } => place_order(plan, session).await,
             Step::Authorizations { order, key } => {
-                let reused = authorize_all(plan, &order).await?;
+                let reused = authorize_all(plan, rt, &order).await?;
                 Ok(Step::Finalize { order, reused, key })
             }
-            Step::Finalize { order, reused, key } => {
-                let acme = &order.session.acme;
-                let (key, csr) = match (key, &plan.request) {
-                    (Some(job), _) => {
-                        let key = job.await.map_err(|e| {
-                            Error::Local(format!("the key generation task failed: {e}"))
-                        })??;
-                        let csr = key.csr_der(&plan.names)?;
-                        (Some(key), csr)
-                    }
-                    (None, CertRequest::Csr(user)) => (None, user.der.clone()),
-                    (None, CertRequest::Generate(_)) => {
-                        return Err(Error::Local("no certificate key was generated".into()));
-                    }
-                };
-                let (mut state, mut retry_after) = finalize(acme, plan, &order, &csr).await?;
-                let mut poll = Backoff::new(plan);
-                let url = loop {
-                    match order_next(&state) {
-                        OrderNext::Download(url) => break url,
-                        OrderNext::Fail(problem) => return Err(invalid_order(&order.url, problem)),
-                        OrderNext::Wait | OrderNext::Finalize => {
-                            poll.wait(retry_after).await?;
-                            let reply = acme.get(&order.url).await?;
-                            retry_after = reply.retry_after();
-                            state = reply.json()?;
-                        }
-                    }
-                };
-                Ok(Step::Certificate {
-                    order,
-                    reused,
-                    url,
-                    key,
-                })
-            }
+            Step::Finalize { order, reused, key } => send_csr(plan, rt, order, reused, key).await,
             Step::Certificate {
                 order,
                 reused,
                 url,
                 key,
-            } => {
-                let acme = &order.session.acme;
-                let public_key = match (&key, &plan.request) {
-                    (Some(key), _) => key.public_key_raw().to_vec(),
-                    (None, CertRequest::Csr(user)) => user.public_key.clone(),
-                    (None, CertRequest::Generate(_)) => Vec::new(),
-                };
-                let (issued, url) = download(acme, plan, url, &public_key).await?;
-                info!(serial = %issued.info.serial, not_after = %issued.info.not_after, chain_to = %issued.info.chain_to, "certificate issued");
-                let done = Box::new(Outcome {
-                    account_url: order.session.account_url.clone(),
-                    account_created: order.session.account_created,
-                    order_url: order.url.clone(),
-                    certificate_url: url,
-                    terms_of_service: acme
-                        .directory()
-                        .meta
-                        .as_ref()
-                        .and_then(|m| m.terms_of_service.clone()),
-                    key,
-                    issued,
-                    revoked: false,
-                    reused_authorizations: reused,
-                    steps: Vec::new(),
-                    events: Vec::new(),
-                    ca_wait_ms: 0.0,
-                    requests: RequestStats::default(),
-                });
-                if plan.revoke {
-                    Ok(Step::Revoke { order, done })
-                } else {
-                    Ok(Step::Done(done))
-                }
-            }
+            } => fetch_certificate(plan, order, reused, url, key).await,
             Step::Revoke { order, mut done } => {
-                let acme = &order.session.acme;
-                let url = acme
-                    .directory()
-                    .revoke_cert
-                    .clone()
-                    .ok_or_else(|| Error::Protocol {
-                        url: plan.dir_url.clone(),
-                        detail: "the directory has no revokeCert URL".into(),
-                    })?;
                 let leaf = done.issued.certs[0].as_ref();
-                revoke(acme, &url, leaf).await?;
+                account::revoke(&order.session.acme, leaf, None).await?;
                 info!(serial = %done.issued.info.serial, "certificate revoked");
                 done.revoked = true;
+                Ok(Step::Schedule { order, done })
+            }
+            Step::Schedule { order, mut done } => {
+                done.next = schedule(&order.session.acme, &done).await;
                 Ok(Step::Done(done))
             }
             done @ Step::Done(_) => Ok(done),
         }
+    }
+}
+
+/// Reads the directory, logs the terms of service, and refuses a `--profile` the CA lacks
+/// before anything is ordered.
+async fn read_directory(plan: &Plan, rt: &Runtime, key: AccountKey) -> Result<Step> {
+    let acme = Transport::connect(
+        rt.http.clone(),
+        rt.trust.clone(),
+        rt.policy.clone(),
+        &plan.dir_url,
+        key,
+        rt.timeline.clone(),
+    )
+    .await?;
+    let meta = acme.directory().meta.clone().unwrap_or_default();
+    if let Some(tos) = &meta.terms_of_service {
+        info!(terms_of_service = %tos, "agreeing to the CA's terms of service");
+    }
+    if let Some(profile) = &plan.profile {
+        let offered: Vec<&String> = meta.profiles.iter().flat_map(|p| p.keys()).collect();
+        if !offered.contains(&profile) {
+            let offered = if offered.is_empty() {
+                "the CA offers no profiles (its directory has no meta.profiles)".to_owned()
+            } else {
+                let names: Vec<&str> = offered.iter().map(|s| s.as_str()).collect();
+                format!("the CA offers: {}", names.join(", "))
+            };
+            return Err(Error::Usage(format!(
+                "--profile {profile}: {offered}; choose one of them or leave --profile out"
+            )));
+        }
+    }
+    Ok(if plan.current.is_some() {
+        Step::Review { acme }
+    } else {
+        Step::Nonce {
+            acme,
+            renewal: Renewal::default(),
+        }
+    })
+}
+
+/// Decides whether the certificate held is due: at once when it is revoked, expired, for other
+/// names or another key type; else at the moment the CA's renewal window gives (ARI), or at the
+/// lifetime rule. Not due (and no `--force`): the run keeps it and ends here.
+async fn review(plan: &Plan, acme: Transport) -> Result<Step> {
+    let Some(current) = &plan.current else {
+        return Ok(Step::Nonce {
+            acme,
+            renewal: Renewal::default(),
+        });
+    };
+    let leaf = current.issued.certs[0].as_ref();
+    let serial = current.issued.info.serial.clone();
+    let ari = match acme.directory().renewal_info.clone() {
+        Some(base) => match renewal::ask_ari(&acme, &base, leaf, serial.as_bytes()).await {
+            Ok(due) => Some(due),
+            Err(e) => {
+                warn!(error = %e, "the CA gave no renewal information for the certificate; using the lifetime rule");
+                None
+            }
+        },
+        None => None,
+    };
+    let (not_before, not_after) = renewal::validity(leaf)?;
+    let now = time::OffsetDateTime::now_utc();
+    let due = match at_once(plan, current, not_after, now) {
+        Some(reason) => Due::now(reason),
+        None => ari
+            .clone()
+            .unwrap_or_else(|| renewal::by_lifetime(not_before, not_after)),
+    };
+    let renewing = plan.force || due.passed(now);
+    if !renewing {
+        info!(serial = %serial, due = %renewal::rfc3339(due.at), reason = %due.reason, "the certificate is not due; keeping it");
+        return Ok(Step::Done(Box::new(kept(plan, current, &acme, due)?)));
+    }
+    let why = if plan.force && !due.passed(now) {
+        "--force".to_owned()
+    } else {
+        due.reason.clone()
+    };
+    info!(serial = %serial, why = %why, "renewing the certificate");
+    // `replaces` only where the CA knows the certificate (it answered ARI for it) and the new
+    // order shares a name with it (RFC 9773 §5).
+    let shares_a_name = current
+        .issued
+        .info
+        .names
+        .iter()
+        .any(|n| plan.names.contains(n));
+    let replaces = match (&ari, shares_a_name) {
+        (Some(_), true) => renewal::cert_id(leaf).ok(),
+        _ => None,
+    };
+    Ok(Step::Nonce {
+        acme,
+        renewal: Renewal {
+            replaces,
+            old_serial: Some(serial),
+        },
+    })
+}
+
+/// Why the held certificate is due at once, if it is.
+fn at_once(
+    plan: &Plan,
+    current: &Current,
+    not_after: time::OffsetDateTime,
+    now: time::OffsetDateTime,
+) -> Option<String> {
+    let mut held = current.issued.info.names.clone();
+    let mut wanted = plan.names.clone();
+    held.sort();
+    wanted.sort();
+    if held != wanted {
+        return Some(format!(
+            "it names {} instead of {}",
+            held.join(", "),
+            wanted.join(", ")
+        ));
+    }
+    if current.revoked {
+        return Some("it was revoked".into());
+    }
+    if not_after <= now {
+        return Some(format!("it expired at {}", renewal::rfc3339(not_after)));
+    }
+    match (&plan.request, &current.key) {
+        (CertRequest::Generate(kind), Some(key)) if key.kind() != Some(*kind) => Some(format!(
+            "its key is not of the type asked for ({})",
+            kind.name()
+        )),
+        (CertRequest::Generate(_), None) => Some("it has no key of ours".into()),
+        (CertRequest::Csr(csr), _) if csr.public_key != current.issued.public_key() => {
+            Some("its key is not the --csr's".into())
+        }
+        _ => match &plan.profile {
+            Some(p) if current.profile.as_ref() != Some(p) => {
+                Some(format!("it was not issued under the profile {p}"))
+            }
+            _ => None,
+        },
+    }
+}
+
+/// The outcome of a run that keeps the certificate held.
+fn kept(plan: &Plan, current: &Current, acme: &Transport, next: Due) -> Result<Outcome> {
+    Ok(Outcome {
+        action: Action::Kept,
+        account_url: None,
+        account_created: false,
+        order_url: None,
+        certificate_url: None,
+        terms_of_service: terms(acme),
+        key: current.key.as_ref().map(CertKey::try_clone).transpose()?,
+        issued: current.issued.clone(),
+        revoked: false,
+        profile: current.profile.clone().or_else(|| plan.profile.clone()),
+        replaced: None,
+        next,
+        reused_authorizations: 0,
+        steps: Vec::new(),
+        events: Vec::new(),
+        ca_wait_ms: 0.0,
+        requests: RequestStats::default(),
+    })
+}
+
+fn terms(acme: &Transport) -> Option<String> {
+    acme.directory()
+        .meta
+        .as_ref()
+        .and_then(|m| m.terms_of_service.clone())
+}
+
+/// Finds or creates the account.
+async fn open_account(plan: &Plan, acme: Transport, renewal: Renewal) -> Result<Step> {
+    let new = NewAccount {
+        contacts: plan.contacts.clone(),
+        eab: plan.eab.clone(),
+    };
+    let (account_url, account_created) =
+        account::find_or_create(&acme, plan.account_known, &new).await?;
+    acme.set_kid(account_url.clone());
+    Ok(Step::Order {
+        session: Session {
+            acme,
+            account_url,
+            account_created,
+            renewal,
+        },
+    })
+}
+
+/// Places the order, with `replaces` and `profile` when there are; if the CA will not take the
+/// `replaces` (`alreadyReplaced`, or any other refusal of it), orders again without it. Starts
+/// the certificate key meanwhile.
+async fn place_order(plan: &Plan, session: Session) -> Result<Step> {
+    // Generate the certificate key now, off the async threads, so an RSA key is ready by the
+    // time the authorizations are.
+    let key = match &plan.request {
+        CertRequest::Generate(kind) => {
+            let kind = *kind;
+            Some(tokio::task::spawn_blocking(move || CertKey::generate(kind)))
+        }
+        CertRequest::Csr(_) => None,
+    };
+    let identifiers: Vec<Identifier> = plan.names.iter().map(|n| Identifier::for_name(n)).collect();
+    let mut payload = json!({"identifiers": identifiers});
+    if let Some(profile) = &plan.profile {
+        payload["profile"] = json!(profile);
+    }
+    let url = session.acme.directory().new_order.clone();
+    let reply = match &session.renewal.replaces {
+        Some(replaces) => {
+            let mut with = payload.clone();
+            with["replaces"] = json!(replaces);
+            match session.acme.post(&url, Some(&with), None).await {
+                Err(Error::Acme { problem }) => {
+                    if problem.is_type("alreadyReplaced") {
+                        warn!(%replaces, "alreadyReplaced: the CA has a replacement order for the certificate already; ordering without replaces");
+                    } else {
+                        warn!(%replaces, %problem, "the CA refused the replaces field; ordering without it");
+                    }
+                    session.acme.post(&url, Some(&payload), None).await?
+                }
+                other => other?,
+            }
+        }
+        None => session.acme.post(&url, Some(&payload), None).await?,
+    };
+    let order_url = reply.location()?;
+    let order: Order = reply.json()?;
+    info!(order = %order_url, status = %order.status, authorizations = order.authorizations.len(), "order created");
+    let ready = order.status == Status::Ready;
+    let order = OrderRef {
+        session,
+        url: order_url,
+        finalize: order.finalize,
+        authorizations: order.authorizations,
+        profile: order.profile.or_else(|| plan.profile.clone()),
+    };
+    if ready {
+        // Every authorization was valid already (reused): nothing to prove.
+        let reused = order.authorizations.len();
+        Ok(Step::Finalize { order, reused, key })
+    } else {
+        Ok(Step::Authorizations { order, key })
+    }
+}
+
+/// Waits for the certificate key, sends the CSR and polls the order until it is valid.
+async fn send_csr(
+    plan: &Plan,
+    rt: &Runtime,
+    order: OrderRef,
+    reused: usize,
+    key: KeyJob,
+) -> Result<Step> {
+    let acme = &order.session.acme;
+    let (key, csr) = match (key, &plan.request) {
+        (Some(job), _) => {
+            let key = job
+                .await
+                .map_err(|e| Error::Local(format!("the key generation task failed: {e}")))??;
+            let csr = key.csr_der(&plan.names)?;
+            (Some(key), csr)
+        }
+        (None, CertRequest::Csr(user)) => (None, user.der.clone()),
+        (None, CertRequest::Generate(_)) => {
+            return Err(Error::Local("no certificate key was generated".into()));
+        }
+    };
+    let (mut state, mut retry_after) = finalize(acme, rt, &order, &csr).await?;
+    let mut poll = Backoff::new(rt);
+    let url = loop {
+        match order_next(&state) {
+            OrderNext::Download(url) => break url,
+            OrderNext::Fail(problem) => return Err(invalid_order(&order.url, problem)),
+            OrderNext::Wait | OrderNext::Finalize => {
+                poll.wait(retry_after).await?;
+                let reply = acme.get(&order.url).await?;
+                retry_after = reply.retry_after();
+                state = reply.json()?;
+            }
+        }
+    };
+    Ok(Step::Certificate {
+        order,
+        reused,
+        url,
+        key,
+    })
+}
+
+/// Downloads the chain and checks it against our key.
+async fn fetch_certificate(
+    plan: &Plan,
+    order: OrderRef,
+    reused: usize,
+    url: String,
+    key: Option<CertKey>,
+) -> Result<Step> {
+    let acme = &order.session.acme;
+    let public_key = match (&key, &plan.request) {
+        (Some(key), _) => key.public_key_raw().to_vec(),
+        (None, CertRequest::Csr(user)) => user.public_key.clone(),
+        (None, CertRequest::Generate(_)) => Vec::new(),
+    };
+    let (issued, url) = download(acme, plan, url, &public_key).await?;
+    info!(serial = %issued.info.serial, not_after = %issued.info.not_after, chain_to = %issued.info.chain_to, "certificate issued");
+    let renewal = &order.session.renewal;
+    let done = Box::new(Outcome {
+        action: if plan.current.is_some() {
+            Action::Renewed
+        } else {
+            Action::Issued
+        },
+        account_url: Some(order.session.account_url.clone()),
+        account_created: order.session.account_created,
+        order_url: Some(order.url.clone()),
+        certificate_url: Some(url),
+        terms_of_service: terms(acme),
+        key,
+        issued,
+        revoked: false,
+        profile: order.profile.clone(),
+        replaced: renewal.old_serial.clone(),
+        next: Due::now("not known yet"),
+        reused_authorizations: reused,
+        steps: Vec::new(),
+        events: Vec::new(),
+        ca_wait_ms: 0.0,
+        requests: RequestStats::default(),
+    });
+    if plan.revoke {
+        Ok(Step::Revoke { order, done })
+    } else {
+        Ok(Step::Schedule { order, done })
+    }
+}
+
+/// When the certificate just obtained will be due: the CA's window if it has ARI (a CA that
+/// fails to answer falls back to the lifetime rule), at once if it was just revoked.
+async fn schedule(acme: &Transport, done: &Outcome) -> Due {
+    if done.revoked {
+        return Due::now("it was revoked");
+    }
+    let leaf = done.issued.certs[0].as_ref();
+    let lifetime = || match renewal::validity(leaf) {
+        Ok((not_before, not_after)) => renewal::by_lifetime(not_before, not_after),
+        Err(_) => Due::now("its validity cannot be read"),
+    };
+    match acme.directory().renewal_info.clone() {
+        Some(base) => {
+            match renewal::ask_ari(acme, &base, leaf, done.issued.info.serial.as_bytes()).await {
+                Ok(due) => due,
+                Err(e) => {
+                    warn!(error = %e, "the CA gave no renewal information for the new certificate; using the lifetime rule");
+                    lifetime()
+                }
+            }
+        }
+        None => lifetime(),
     }
 }
 
@@ -353,12 +658,12 @@ impl Step {
 /// is read, and `processing` or `valid` means it went through.
 async fn finalize(
     acme: &Transport,
-    plan: &Plan,
+    rt: &Runtime,
     order: &OrderRef,
     csr: &[u8],
 ) -> Result<(Order, Option<RetryAfter>)> {
     let payload = json!({"csr": b64(csr)});
-    let mut poll = Backoff::new(plan);
+    let mut poll = Backoff::new(rt);
     let mut lost = 0;
     loop {
         match acme
@@ -388,63 +693,6 @@ async fn finalize(
             }
         }
     }
-}
-
-/// Revokes `leaf` with the account key (RFC 8555 §7.6). If the answer never came, the request
-/// is sent once more; `alreadyRevoked` then means the first one went through.
-async fn revoke(acme: &Transport, url: &str, leaf: &[u8]) -> Result<()> {
-    let payload = json!({"certificate": b64(leaf)});
-    match acme.post_effect(url, Some(&payload), None).await {
-        Ok(_) => Ok(()),
-        Err(Error::AnswerLost { url, detail }) => {
-            warn!(%url, %detail, "the revocation answer never came; asking again");
-            match acme.post_effect(&url, Some(&payload), None).await {
-                Ok(_) => Ok(()),
-                Err(Error::Acme { problem }) if problem.is_type("alreadyRevoked") => Ok(()),
-                Err(e) => Err(e),
-            }
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Finds the account of a known key (`onlyReturnExisting`, RFC 8555 §7.3.1), or creates one
-/// with the terms agreed, the contacts and the External Account Binding. Returns its URL and
-/// whether it was created now.
-async fn account(acme: &Transport, plan: &Plan) -> Result<(String, bool)> {
-    let url = acme.directory().new_account.clone();
-    if plan.account_known {
-        match acme
-            .post(&url, Some(&json!({"onlyReturnExisting": true})), None)
-            .await
-        {
-            Ok(reply) => {
-                let account_url = reply.location()?;
-                info!(account = %account_url, "existing account found for the account key");
-                return Ok((account_url, false));
-            }
-            Err(Error::Acme { problem }) if problem.is_type("accountDoesNotExist") => {
-                info!("the CA knows no account for this key; creating one with the same key");
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    let mut payload = json!({"termsOfServiceAgreed": true});
-    if !plan.contacts.is_empty() {
-        payload["contact"] = json!(plan.contacts);
-    }
-    if let Some(eab) = &plan.eab {
-        payload["externalAccountBinding"] =
-            acme.key()
-                .external_account_binding(&eab.kid, &eab.hmac_key, &url);
-    }
-    // newAccount with the same key is idempotent (RFC 8555 §7.3.1: an existing account is
-    // returned), so a lost answer may be asked for again.
-    let reply = acme.post(&url, Some(&payload), None).await?;
-    let account_url = reply.location()?;
-    let created = reply.status == reqwest::StatusCode::CREATED;
-    info!(account = %account_url, created, "account ready");
-    Ok((account_url, created))
 }
 
 /// Downloads the certificate, then, if a preferred chain is asked for and the default does not
@@ -537,7 +785,7 @@ struct Pending {
 /// name, and a caching resolver must see both values at once), answer them all, then poll the
 /// order, one request per poll, until it is `ready`. Returns how many authorizations were
 /// valid already (reused).
-async fn authorize_all(plan: &Plan, order: &OrderRef) -> Result<usize> {
+async fn authorize_all(plan: &Plan, rt: &Runtime, order: &OrderRef) -> Result<usize> {
     let acme = &order.session.acme;
     let fetched = try_join_all(
         order
@@ -555,11 +803,12 @@ async fn authorize_all(plan: &Plan, order: &OrderRef) -> Result<usize> {
     for pending in &fetched {
         if let Some((challenge, key_authorization)) = &pending.answer {
             let token = challenge.token.as_deref().unwrap_or_default();
-            _published.push(plan.store.present(plan.kind.publication(
+            _published.push(rt.solver.present(
+                plan.kind,
                 &pending.authz.identifier,
                 token,
                 key_authorization,
-            )?));
+            )?);
         }
     }
     let answered = try_join_all(
@@ -574,7 +823,7 @@ async fn authorize_all(plan: &Plan, order: &OrderRef) -> Result<usize> {
     }
     // The longest Retry-After any challenge answer carried is the first pause.
     let mut retry_after = answered.into_iter().flatten().max_by_key(|r| r.wait);
-    let mut poll = Backoff::new(plan);
+    let mut poll = Backoff::new(rt);
     loop {
         poll.wait(retry_after.take()).await?;
         let reply = acme.get(&order.url).await?;
@@ -703,12 +952,12 @@ const POLL_MAX: Duration = Duration::from_secs(2);
 
 impl Backoff {
     /// A fresh policy bounded by the plan's deadline.
-    pub fn new(plan: &Plan) -> Self {
+    pub fn new(rt: &Runtime) -> Self {
         Backoff {
             next: POLL_FIRST,
-            deadline: plan.deadline,
-            timeout: plan.timeout,
-            timeline: plan.timeline.clone(),
+            deadline: rt.deadline,
+            timeout: rt.timeout,
+            timeline: rt.timeline.clone(),
         }
     }
 
@@ -753,19 +1002,19 @@ impl Backoff {
 }
 
 /// Runs the machine from the directory to the end, within the plan's deadline.
-pub async fn obtain(plan: &Plan, key: AccountKey) -> Result<Outcome> {
+pub async fn obtain(plan: &Plan, rt: &Runtime, key: AccountKey) -> Result<Outcome> {
     let mut step = Step::Directory { key };
     let mut steps = Vec::new();
     loop {
         let name = step.name();
         let started = Instant::now();
         debug!(step = name, "entering step");
-        step = match tokio::time::timeout_at(plan.deadline, step.advance(plan)).await {
+        step = match tokio::time::timeout_at(rt.deadline, step.advance(plan, rt)).await {
             Ok(Ok(next)) => next,
             Ok(Err(e)) => return Err(e.during(name)),
             Err(_) => {
                 return Err(Error::Timeout {
-                    secs: plan.timeout.as_secs(),
+                    secs: rt.timeout.as_secs(),
                     step: name,
                 });
             }
@@ -780,9 +1029,9 @@ pub async fn obtain(plan: &Plan, key: AccountKey) -> Result<Outcome> {
         );
         if let Step::Done(mut outcome) = step {
             outcome.steps = steps;
-            outcome.events = plan.timeline.events();
-            outcome.ca_wait_ms = plan.timeline.ca_wait_ms();
-            outcome.requests = plan.policy.stats();
+            outcome.events = rt.timeline.events();
+            outcome.ca_wait_ms = rt.timeline.ca_wait_ms();
+            outcome.requests = rt.policy.stats();
             return Ok(*outcome);
         }
     }
@@ -792,27 +1041,15 @@ pub async fn obtain(plan: &Plan, key: AccountKey) -> Result<Outcome> {
 mod tests {
     use super::*;
 
-    fn plan() -> Plan {
-        Plan {
-            dir_url: "https://ca/dir".into(),
-            names: vec![],
-            kind: ChallengeKind::Http01,
-            revoke: false,
+    fn rt() -> Runtime {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        Runtime {
             http: reqwest::Client::new(),
             trust: String::new(),
-            deadline: Instant::now() + Duration::from_secs(60),
+            deadline,
             timeout: Duration::from_secs(60),
-            policy: Policy::new(
-                None,
-                Instant::now() + Duration::from_secs(60),
-                Duration::from_secs(60),
-            ),
-            store: ChallengeStore::new(),
-            account_known: false,
-            contacts: vec![],
-            eab: None,
-            request: CertRequest::Generate(KeyType::Ec256),
-            preferred_chain: None,
+            policy: Policy::new(None, deadline, Duration::from_secs(60)),
+            solver: Arc::new(crate::challenge::ChallengeStore::new()),
             timeline: Timeline::new(Instant::now()),
         }
     }
@@ -820,7 +1057,7 @@ mod tests {
     #[test]
     fn backoff_starts_fast_doubles_and_caps() {
         crate::install_crypto_provider();
-        let mut b = Backoff::new(&plan());
+        let mut b = Backoff::new(&rt());
         let delays: Vec<u128> = (0..12).map(|_| b.delay(None).as_millis()).collect();
         assert_eq!(&delays[..5], &[2, 4, 8, 16, 32]);
         assert_eq!(*delays.last().unwrap(), 2000);
@@ -829,7 +1066,7 @@ mod tests {
     #[test]
     fn backoff_honours_retry_after_in_full_rfc8555_7_5_1() {
         crate::install_crypto_provider();
-        let mut b = Backoff::new(&plan());
+        let mut b = Backoff::new(&rt());
         let now = std::time::SystemTime::now();
         let ra = |v: &str| RetryAfter::parse(v, now).unwrap();
         assert_eq!(b.delay(Some(&ra("3"))), Duration::from_secs(3));
@@ -842,7 +1079,7 @@ mod tests {
     #[tokio::test]
     async fn a_poll_retry_after_past_the_deadline_fails_at_once() {
         crate::install_crypto_provider();
-        let mut p = plan();
+        let mut p = rt();
         p.deadline = Instant::now() + Duration::from_secs(5);
         let mut b = Backoff::new(&p);
         let started = Instant::now();
@@ -855,7 +1092,7 @@ mod tests {
     #[tokio::test]
     async fn backoff_stops_at_the_deadline() {
         crate::install_crypto_provider();
-        let mut p = plan();
+        let mut p = rt();
         p.deadline = Instant::now() + Duration::from_millis(30);
         let mut b = Backoff::new(&p);
         let mut outcome = Ok(());

@@ -35,6 +35,10 @@ pub struct DirectoryMeta {
     pub website: Option<String>,
     #[serde(default)]
     pub external_account_required: Option<bool>,
+    /// Certificate profiles the CA offers, by name, with their descriptions
+    /// (draft-ietf-acme-profiles).
+    #[serde(default)]
+    pub profiles: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Status of an account, order, authorization or challenge (RFC 8555 §7.1.6).
@@ -101,6 +105,16 @@ impl Identifier {
     }
 }
 
+/// Whether `token` is a plausible challenge token: base64url characters only (RFC 8555 §8.1,
+/// §8.3), and not absurdly long.
+pub fn is_token(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= 256
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// An order object (RFC 8555 §7.1.3).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -115,6 +129,9 @@ pub struct Order {
     pub certificate: Option<String>,
     #[serde(default)]
     pub error: Option<Problem>,
+    /// The profile the CA issues the order under (draft-ietf-acme-profiles).
+    #[serde(default)]
+    pub profile: Option<String>,
 }
 
 /// An authorization object (RFC 8555 §7.1.4).

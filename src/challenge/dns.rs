@@ -213,7 +213,7 @@ pub async fn serve(
 mod tests {
     use super::*;
     use crate::acme::types::Identifier;
-    use crate::challenge::ChallengeKind;
+    use crate::challenge::{ChallengeKind, publication};
     use hickory_server::net::xfer::Protocol;
     use hickory_server::proto::op::{Message, MessageType, Query};
     use hickory_server::proto::serialize::binary::BinEncodable;
@@ -272,15 +272,23 @@ mod tests {
         let empty = h.answer(&request("_acme-challenge.example.test.", RecordType::TXT));
         assert!(empty.answers.is_empty());
         assert!(empty.soa.is_some());
-        let _g1 = store.present(
-            ChallengeKind::Dns01
-                .publication(&Identifier::dns("example.test"), "t", "t.k1")
-                .unwrap(),
+        let _g1 = store.publish(
+            publication(
+                ChallengeKind::Dns01,
+                &Identifier::dns("example.test"),
+                "t",
+                "t.k1",
+            )
+            .unwrap(),
         );
-        let _g2 = store.present(
-            ChallengeKind::Dns01
-                .publication(&Identifier::dns("example.test"), "u", "u.k2")
-                .unwrap(),
+        let _g2 = store.publish(
+            publication(
+                ChallengeKind::Dns01,
+                &Identifier::dns("example.test"),
+                "u",
+                "u.k2",
+            )
+            .unwrap(),
         );
         let a = h.answer(&request("_acme-challenge.Example.Test.", RecordType::TXT));
         assert_eq!(a.code, ResponseCode::NoError);
@@ -308,10 +316,14 @@ mod tests {
             store.clone(),
         )
         .unwrap();
-        let _g = store.present(
-            ChallengeKind::Dns01
-                .publication(&Identifier::dns("xn--bcher-kva.example"), "t", "t.k")
-                .unwrap(),
+        let _g = store.publish(
+            publication(
+                ChallengeKind::Dns01,
+                &Identifier::dns("xn--bcher-kva.example"),
+                "t",
+                "t.k",
+            )
+            .unwrap(),
         );
         let a = h.answer(&request(
             "_acme-challenge.xn--bcher-kva.example.",

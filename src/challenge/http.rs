@@ -4,18 +4,10 @@
 use std::sync::Arc;
 
 use super::ChallengeStore;
+use crate::acme::types::is_token;
 use crate::serve::{Handler, Reply};
 
 const PREFIX: &str = "/.well-known/acme-challenge/";
-
-/// Whether `token` is a plausible ACME token: base64url characters only (RFC 8555 §8.3).
-pub fn is_token(token: &str) -> bool {
-    !token.is_empty()
-        && token.len() <= 256
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
 
 /// The handler for the http-01 server.
 pub fn handler(store: ChallengeStore) -> Handler {
@@ -38,17 +30,21 @@ pub fn handler(store: ChallengeStore) -> Handler {
 mod tests {
     use super::*;
     use crate::acme::types::Identifier;
-    use crate::challenge::ChallengeKind;
+    use crate::challenge::{ChallengeKind, publication};
     use hyper::{Method, StatusCode};
 
     #[test]
     fn answers_known_tokens_only() {
         let store = ChallengeStore::new();
         let h = handler(store.clone());
-        let _g = store.present(
-            ChallengeKind::Http01
-                .publication(&Identifier::dns("x.test"), "tok_1-A", "tok_1-A.th")
-                .unwrap(),
+        let _g = store.publish(
+            publication(
+                ChallengeKind::Http01,
+                &Identifier::dns("x.test"),
+                "tok_1-A",
+                "tok_1-A.th",
+            )
+            .unwrap(),
         );
         let ok = h(&Method::GET, "/.well-known/acme-challenge/tok_1-A");
         assert_eq!(ok.status, StatusCode::OK);

@@ -8,53 +8,34 @@ pub mod tls_alpn;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::acme::solver::{Published, Solver};
 use crate::acme::types::Identifier;
 use crate::error::Result;
 
-/// The challenge types acme-client can answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChallengeKind {
-    /// RFC 8555 §8.3.
-    Http01,
-    /// RFC 8555 §8.4.
-    Dns01,
-    /// RFC 8737.
-    TlsAlpn01,
-}
+pub use crate::acme::solver::ChallengeKind;
 
-impl ChallengeKind {
-    /// The challenge `type` string in ACME objects.
-    pub fn acme_type(self) -> &'static str {
-        match self {
-            ChallengeKind::Http01 => "http-01",
-            ChallengeKind::Dns01 => "dns-01",
-            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
-        }
-    }
-
-    /// What must be published to prove control of `identifier` (the authorization's
-    /// identifier, without any `*.`), given the key authorization for the challenge token.
-    pub fn publication(
-        self,
-        identifier: &Identifier,
-        token: &str,
-        key_authorization: &str,
-    ) -> Result<Publication> {
-        Ok(match self {
-            ChallengeKind::Http01 => Publication::Http {
-                token: token.to_owned(),
-                key_authorization: key_authorization.to_owned(),
-            },
-            ChallengeKind::Dns01 => Publication::Dns {
-                name: dns_challenge_name(&identifier.value),
-                value: crate::acme::jws::dns01_value(key_authorization),
-            },
-            ChallengeKind::TlsAlpn01 => Publication::TlsAlpn {
-                server_name: tls_alpn::server_name(identifier),
-                cert: tls_alpn::validation_cert(identifier, key_authorization)?,
-            },
-        })
-    }
+/// What must be published to prove control of `identifier` (the authorization's identifier,
+/// without any `*.`) with a `kind` challenge, given the key authorization for its token.
+pub fn publication(
+    kind: ChallengeKind,
+    identifier: &Identifier,
+    token: &str,
+    key_authorization: &str,
+) -> Result<Publication> {
+    Ok(match kind {
+        ChallengeKind::Http01 => Publication::Http {
+            token: token.to_owned(),
+            key_authorization: key_authorization.to_owned(),
+        },
+        ChallengeKind::Dns01 => Publication::Dns {
+            name: dns_challenge_name(&identifier.value),
+            value: crate::acme::jws::dns01_value(key_authorization),
+        },
+        ChallengeKind::TlsAlpn01 => Publication::TlsAlpn {
+            server_name: tls_alpn::server_name(identifier),
+            cert: tls_alpn::validation_cert(identifier, key_authorization)?,
+        },
+    })
 }
 
 /// The owner name of the dns-01 TXT record for `identifier` (RFC 8555 §8.4), lowercase, no final dot.
@@ -105,7 +86,7 @@ impl ChallengeStore {
 
     /// Publishes an answer. Returns a guard that removes it again when dropped, so a failed or
     /// cancelled authorization never leaves stale answers behind.
-    pub fn present(&self, publication: Publication) -> Presented {
+    pub fn publish(&self, publication: Publication) -> Presented {
         {
             let mut t = self.write();
             match &publication {
@@ -181,6 +162,19 @@ impl ChallengeStore {
     }
 }
 
+impl Solver for ChallengeStore {
+    fn present(
+        &self,
+        kind: ChallengeKind,
+        identifier: &Identifier,
+        token: &str,
+        key_authorization: &str,
+    ) -> Result<Published> {
+        let answer = publication(kind, identifier, token, key_authorization)?;
+        Ok(Published::new(self.publish(answer)))
+    }
+}
+
 /// A published answer; dropping it cleans it up.
 #[derive(Debug)]
 pub struct Presented {
@@ -201,14 +195,22 @@ mod tests {
     #[test]
     fn a_name_and_its_wildcard_share_one_txt_name() {
         let store = ChallengeStore::new();
-        let a = ChallengeKind::Dns01
-            .publication(&Identifier::dns("Example.test"), "t1", "t1.thumb")
-            .unwrap();
-        let b = ChallengeKind::Dns01
-            .publication(&Identifier::dns("example.test"), "t2", "t2.thumb")
-            .unwrap();
-        let ga = store.present(a);
-        let gb = store.present(b);
+        let a = publication(
+            ChallengeKind::Dns01,
+            &Identifier::dns("Example.test"),
+            "t1",
+            "t1.thumb",
+        )
+        .unwrap();
+        let b = publication(
+            ChallengeKind::Dns01,
+            &Identifier::dns("example.test"),
+            "t2",
+            "t2.thumb",
+        )
+        .unwrap();
+        let ga = store.publish(a);
+        let gb = store.publish(b);
         let values = store.dns_txt("_acme-challenge.example.test");
         assert_eq!(values.len(), 2);
         drop(ga);
@@ -220,10 +222,14 @@ mod tests {
     #[test]
     fn http_answer_lives_as_long_as_its_guard() {
         let store = ChallengeStore::new();
-        let guard = store.present(
-            ChallengeKind::Http01
-                .publication(&Identifier::dns("x.test"), "tok", "tok.thumb")
-                .unwrap(),
+        let guard = store.publish(
+            publication(
+                ChallengeKind::Http01,
+                &Identifier::dns("x.test"),
+                "tok",
+                "tok.thumb",
+            )
+            .unwrap(),
         );
         assert_eq!(
             store.http_key_authorization("tok").as_deref(),

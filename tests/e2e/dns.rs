@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use acme_client::acme::types::Identifier;
 use acme_client::challenge::dns::{DnsHandler, serve};
-use acme_client::challenge::{ChallengeKind, ChallengeStore};
+use acme_client::challenge::{ChallengeKind, ChallengeStore, publication};
 use hickory_server::proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_server::proto::rr::{Name, RData, RecordType};
 use hickory_server::proto::serialize::binary::{BinDecodable, BinEncodable};
@@ -45,10 +45,14 @@ async fn start() -> Running {
 /// Two dns-01 values at _acme-challenge.zone.test, as for a name and its wildcard.
 fn present_two_txt_values(store: &ChallengeStore) -> [acme_client::challenge::Presented; 2] {
     ["t1", "t2"].map(|token| {
-        let publication = ChallengeKind::Dns01
-            .publication(&Identifier::dns("zone.test"), token, &format!("{token}.k"))
-            .unwrap();
-        store.present(publication)
+        let answer = publication(
+            ChallengeKind::Dns01,
+            &Identifier::dns("zone.test"),
+            token,
+            &format!("{token}.k"),
+        )
+        .unwrap();
+        store.publish(answer)
     })
 }
 
@@ -220,10 +224,14 @@ fn fuzz_the_handler_for_a_bounded_time() {
     use hickory_server::net::xfer::Protocol;
     use hickory_server::server::Request;
     let store = ChallengeStore::new();
-    let _g = store.present(
-        ChallengeKind::Dns01
-            .publication(&Identifier::dns("zone.test"), "t", "t.k")
-            .unwrap(),
+    let _g = store.publish(
+        publication(
+            ChallengeKind::Dns01,
+            &Identifier::dns("zone.test"),
+            "t",
+            "t.k",
+        )
+        .unwrap(),
     );
     let handler = DnsHandler::new(&["zone.test".into()], Some(Ipv4Addr::LOCALHOST), store).unwrap();
     let seeds = seeds();
@@ -251,10 +259,14 @@ fn fuzz_the_handler_for_a_bounded_time() {
 #[tokio::test]
 async fn random_packets_over_the_wire_then_correct_answers() {
     let dns = start().await;
-    let _g = dns.store.present(
-        ChallengeKind::Dns01
-            .publication(&Identifier::dns("zone.test"), "t", "t.k")
-            .unwrap(),
+    let _g = dns.store.publish(
+        publication(
+            ChallengeKind::Dns01,
+            &Identifier::dns("zone.test"),
+            "t",
+            "t.k",
+        )
+        .unwrap(),
     );
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let seeds = seeds();

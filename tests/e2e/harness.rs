@@ -286,27 +286,58 @@ impl Pebble {
         std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()
     }
 
-    /// GET on the management API (served with the same listener certificate).
-    pub async fn mgmt(&self, path: &str) -> String {
-        let http = reqwest::Client::builder()
+    /// An HTTP client for the management API (served with the same listener certificate; the
+    /// current Pebble wants a User-Agent on its POST endpoints).
+    fn mgmt_http() -> reqwest::Client {
+        reqwest::Client::builder()
             .tls_certs_only(vec![
                 reqwest::Certificate::from_pem(&std::fs::read(pebble_ca()).unwrap()).unwrap(),
             ])
             .no_proxy()
+            .user_agent("acme-client-e2e")
             .build()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// GET on the management API.
+    pub async fn mgmt(&self, path: &str) -> String {
         let url = format!("https://127.0.0.1:{}{path}", self.mgmt_port);
-        let resp = http.get(&url).send().await.unwrap();
+        let resp = Self::mgmt_http().get(&url).send().await.unwrap();
         assert!(resp.status().is_success(), "{url}: {}", resp.status());
         resp.text().await.unwrap()
     }
 
-    /// The status Pebble reports for a certificate ("Valid", "Revoked").
-    pub async fn cert_status(&self, der: &[u8]) -> String {
+    /// What Pebble reports for a certificate: `Status` ("Valid", "Revoked"), `Serial`, and for
+    /// a revoked one `RevokedAt` and (the current Pebble, when one was given) `Reason`.
+    pub async fn cert_record(&self, der: &[u8]) -> serde_json::Value {
         let serial = serial_hex(der);
         let text = self.mgmt(&format!("/cert-status-by-serial/{serial}")).await;
-        let status: serde_json::Value = serde_json::from_str(&text).unwrap();
-        status["Status"].as_str().unwrap_or_default().to_owned()
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// The status Pebble reports for a certificate ("Valid", "Revoked").
+    pub async fn cert_status(&self, der: &[u8]) -> String {
+        let record = self.cert_record(der).await;
+        record["Status"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Makes the current Pebble answer `ari` (the renewalInfo JSON, RFC 9773 §4.2) for the
+    /// certificate in `cert_pem`, through its management `POST /set-renewal-info/`.
+    pub async fn set_renewal_info(&self, cert_pem: &str, ari: &serde_json::Value) {
+        let url = format!("https://127.0.0.1:{}/set-renewal-info/", self.mgmt_port);
+        let body = serde_json::json!({"Certificate": cert_pem, "ARIResponse": ari.to_string()});
+        let resp = Self::mgmt_http()
+            .post(&url)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        assert!(
+            status.is_success(),
+            "{url}: {status} {}",
+            resp.text().await.unwrap_or_default()
+        );
     }
 
     /// Pebble's root (regenerated at every start).
@@ -457,6 +488,30 @@ impl Client {
             cmd.arg("--shutdown-port").arg(port.to_string());
             port
         });
+        Self::launch(cmd, filter, out, https_port, shutdown_port)
+    }
+
+    /// Runs the binary with exactly `args`, adding no flags (for `revoke` and `account`, which
+    /// neither write an --out of the test's nor listen).
+    pub fn spawn_exactly(args: &[String]) -> Client {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_acme-client"));
+        cmd.args(args);
+        Self::launch(
+            cmd,
+            "acme_client=debug,warn",
+            tempfile::tempdir().unwrap(),
+            0,
+            0,
+        )
+    }
+
+    fn launch(
+        mut cmd: Command,
+        filter: &str,
+        out: tempfile::TempDir,
+        https_port: u16,
+        shutdown_port: u16,
+    ) -> Client {
         let mut child = cmd
             .env("RUST_LOG", filter)
             .env("NO_COLOR", "1")

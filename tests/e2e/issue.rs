@@ -190,8 +190,25 @@ async fn no_serve_writes_the_files_prints_json_and_exits() {
             path.display().to_string()
         );
     }
-    // Only the four files and the account key: no temporary names left behind.
-    assert_eq!(std::fs::read_dir(client.out.path()).unwrap().count(), 5);
+    // Only the four files, the account key, and the set they point into (`live` and `.sets`):
+    // no temporary names left behind.
+    let mut entries: Vec<String> = std::fs::read_dir(client.out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    entries.sort();
+    assert_eq!(
+        entries,
+        [
+            ".sets",
+            "account.pem",
+            "cert.pem",
+            "chain.pem",
+            "fullchain.pem",
+            "key.pem",
+            "live"
+        ]
+    );
     assert_eq!(summary["account"], "created");
     let leaf = CertificateDer::from_pem_file(client.out.path().join("cert.pem")).unwrap();
     assert_eq!(summary["serial"], serial_hex(&leaf));

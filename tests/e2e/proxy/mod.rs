@@ -147,6 +147,10 @@ pub struct Exchange {
     pub nonce: Option<String>,
     /// A POST whose JWS payload is empty (POST-as-GET, RFC 8555 §6.3).
     pub post_as_get: bool,
+    /// The JWS protected header of a POST, decoded.
+    pub protected: Option<serde_json::Value>,
+    /// The JWS payload of a POST, decoded (`None` when empty or not JSON).
+    pub payload: Option<serde_json::Value>,
 }
 
 type Body = BoxBody<Bytes, std::io::Error>;
@@ -280,6 +284,15 @@ impl Proxy {
             .count()
     }
 
+    /// The decoded JWS payloads of the POSTs whose path contains `path`, in order.
+    pub fn payloads(&self, path: &str) -> Vec<serde_json::Value> {
+        self.exchanges()
+            .into_iter()
+            .filter(|e| e.path.contains(path))
+            .filter_map(|e| e.payload)
+            .collect()
+    }
+
     /// Requests per endpoint class.
     pub fn by_class(&self) -> BTreeMap<&'static str, usize> {
         let mut counts = BTreeMap::new();
@@ -336,15 +349,24 @@ fn is_base64url(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// The protected header's nonce and whether the payload is empty, for a flattened JWS body.
-fn jws_nonce(body: &[u8]) -> Option<(String, bool)> {
+/// The decoded protected header and payload of a flattened JWS body (the payload `None` when
+/// empty, as in POST-as-GET, or not JSON).
+fn jws_parts(body: &[u8]) -> Option<(serde_json::Value, Option<serde_json::Value>)> {
     let jws: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let protected = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(jws["protected"].as_str()?)
-        .ok()?;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let protected = b64.decode(jws["protected"].as_str()?).ok()?;
     let header: serde_json::Value = serde_json::from_slice(&protected).ok()?;
-    let nonce = header["nonce"].as_str().unwrap_or_default().to_owned();
-    Some((nonce, jws["payload"].as_str() == Some("")))
+    let payload = jws["payload"]
+        .as_str()
+        .and_then(|p| b64.decode(p).ok())
+        .and_then(|p| serde_json::from_slice(&p).ok());
+    Some((header, payload))
+}
+
+/// Whether a flattened JWS body has an empty payload (POST-as-GET, RFC 8555 §6.3).
+fn is_empty_payload(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .is_ok_and(|jws| jws["payload"].as_str() == Some(""))
 }
 
 fn full(status: StatusCode, headers: &reqwest::header::HeaderMap, body: Bytes) -> Response<Body> {
@@ -414,10 +436,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Option<Response<
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let (nonce, post_as_get) = match jws_nonce(&body) {
-        Some((nonce, empty)) => (Some(nonce), empty),
-        None => (None, false),
-    };
+    let jws = jws_parts(&body);
+    let nonce = jws
+        .as_ref()
+        .map(|(header, _)| header["nonce"].as_str().unwrap_or_default().to_owned());
+    let post_as_get = jws.is_some() && is_empty_payload(&body);
+    let (protected, payload) = jws.map_or((None, None), |(h, p)| (Some(h), p));
     let mut exchange = Exchange {
         at,
         at_wall,
@@ -429,6 +453,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Option<Response<
         retry_until: None,
         nonce,
         post_as_get,
+        protected,
+        payload,
     };
     // Logged on arrival, so a held request is counted; completed once answered.
     let index = {
