@@ -93,7 +93,7 @@ pub async fn run(config: Config) -> Result<()> {
 
     // Every early return in here still goes through the drain below.
     let result = async {
-        let (outcome, files, hook) = issue(
+        let (mut outcome, files, hook) = issue(
             &config,
             store,
             account_key,
@@ -103,6 +103,10 @@ pub async fn run(config: Config) -> Result<()> {
             started,
         )
         .await?;
+        if let Some(e) = outcome.revoke_error.take() {
+            report(&config, &outcome, &files, started, None, None);
+            return Err(e);
+        }
         let (Some(key), true) = (&outcome.key, config.serve) else {
             report(&config, &outcome, &files, started, None, None);
             return hook.map_or(Ok(()), Err);

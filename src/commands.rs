@@ -119,7 +119,15 @@ pub async fn account(config: AccountConfig) -> Result<()> {
         info!(contacts = ?state.contact, "contacts updated");
     }
     if let Some(new_path) = &config.rollover {
-        rollover(&acme, &url, new_path, &config.account_key).await?;
+        rollover(
+            &rt,
+            &config.ca.dir,
+            &acme,
+            &url,
+            new_path,
+            &config.account_key,
+        )
+        .await?;
     }
     if config.deactivate {
         if !config.yes && !confirm(&url)? {
@@ -159,7 +167,14 @@ pub async fn account(config: AccountConfig) -> Result<()> {
 
 /// Rolls the account key over to the key in `new_path` (created there if missing), then puts it
 /// in the place of the account key file, only once the CA has agreed.
-async fn rollover(acme: &Transport, url: &str, new_path: &Path, key_path: &Path) -> Result<()> {
+async fn rollover(
+    rt: &Runtime,
+    dir: &str,
+    acme: &Transport,
+    url: &str,
+    new_path: &Path,
+    key_path: &Path,
+) -> Result<()> {
     let path = new_path.to_path_buf();
     let new_key = blocking(move || match std::fs::metadata(&path) {
         Ok(_) => read_key(&path, "--rollover"),
@@ -177,14 +192,35 @@ async fn rollover(acme: &Transport, url: &str, new_path: &Path, key_path: &Path)
             new_path.display()
         )));
     }
-    account::rollover(acme, url, &new_key)
-        .await
-        .map_err(|e| e.during("rolling the account key over"))?;
+    match account::rollover(acme, url, &new_key).await {
+        Ok(()) => {}
+        // The CA may have rolled the key over: if the new key now finds this account, it did.
+        Err(Error::AnswerLost { url: lost, detail }) => {
+            tracing::warn!(url = %lost, %detail, "the key change answer never came; asking the CA which key the account has");
+            if !new_key_owns(rt, dir, &new_key, url).await {
+                return Err(
+                    Error::AnswerLost { url: lost, detail }.during("rolling the account key over")
+                );
+            }
+        }
+        Err(e) => return Err(e.during("rolling the account key over")),
+    }
     let pem = new_key.pkcs8_pem();
     let target = key_path.to_path_buf();
     blocking(move || write_atomic(&target, pem.as_bytes(), 0o600)).await?;
     info!(account = %url, key = %key_path.display(), "account key rolled over; the new key is in place");
     Ok(())
+}
+
+/// Whether `new_key` now finds the account at `url` (the key change went through).
+async fn new_key_owns(rt: &Runtime, dir: &str, new_key: &AccountKey, url: &str) -> bool {
+    let Ok(key) = new_key.try_clone() else {
+        return false;
+    };
+    let Ok(acme) = connect(rt, dir, key).await else {
+        return false;
+    };
+    matches!(account::find(&acme).await, Ok((found, _)) if found == url)
 }
 
 /// Asks on the terminal; true only for "yes".

@@ -1,7 +1,9 @@
-//! acme-client: obtain a certificate from an ACME CA (RFC 8555) by http-01 or dns-01, with its own
-//! DNS and HTTP responders, then serve it over HTTPS.
+//! acme-client: obtain a certificate from an ACME CA (RFC 8555) by http-01, dns-01 or tls-alpn-01,
+//! with its own DNS, HTTP and TLS responders, keep it fresh (ARI, RFC 9773), and serve it over
+//! HTTPS; revoke certificates and manage the account later.
 //!
-//! The binary (`main.rs`) is a thin shell over [`app::run`]; tests drive the modules directly.
+//! The binary (`main.rs`) is a thin shell over [`app::run`] and [`commands`]; tests drive the
+//! modules directly.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 

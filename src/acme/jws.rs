@@ -179,6 +179,11 @@ impl AccountKey {
         })
     }
 
+    /// The same key, loaded again.
+    pub fn try_clone(&self) -> Result<Self> {
+        Self::from_pkcs8(&self.pkcs8)
+    }
+
     /// The key's type.
     pub fn kind(&self) -> AccountKeyType {
         self.kind

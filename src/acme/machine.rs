@@ -146,6 +146,9 @@ pub struct Outcome {
     pub ca_wait_ms: f64,
     /// Requests sent to the CA, per endpoint, and the 429/503 answers received.
     pub requests: RequestStats,
+    /// `--revoke` was asked and the CA refused: the certificate is still written (it is valid),
+    /// then the run fails with this.
+    pub revoke_error: Option<Error>,
 }
 
 /// How long one step took.
@@ -272,9 +275,14 @@ impl Step {
             } => fetch_certificate(plan, order, reused, url, key).await,
             Step::Revoke { order, mut done } => {
                 let leaf = done.issued.certs[0].as_ref();
-                account::revoke(&order.session.acme, leaf, None).await?;
-                info!(serial = %done.issued.info.serial, "certificate revoked");
-                done.revoked = true;
+                match account::revoke(&order.session.acme, leaf, None).await {
+                    Ok(()) => {
+                        info!(serial = %done.issued.info.serial, "certificate revoked");
+                        done.revoked = true;
+                    }
+                    // Never reported as revoked; the valid certificate is still written.
+                    Err(e) => done.revoke_error = Some(e.during("revoking the certificate")),
+                }
                 Ok(Step::Schedule { order, done })
             }
             Step::Schedule { order, mut done } => {
@@ -450,6 +458,7 @@ fn kept(plan: &Plan, current: &Current, acme: &Transport, next: Due) -> Result<O
         events: Vec::new(),
         ca_wait_ms: 0.0,
         requests: RequestStats::default(),
+        revoke_error: None,
     })
 }
 
@@ -619,6 +628,7 @@ async fn fetch_certificate(
         events: Vec::new(),
         ca_wait_ms: 0.0,
         requests: RequestStats::default(),
+        revoke_error: None,
     });
     if plan.revoke {
         Ok(Step::Revoke { order, done })

@@ -8,6 +8,9 @@ use std::any::Any;
 use super::types::Identifier;
 use crate::error::Result;
 
+/// The ALPN protocol of tls-alpn-01 validation (RFC 8737 §6.2).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
 /// The challenge types acme-client can answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChallengeKind {

@@ -14,8 +14,7 @@ use super::ChallengeStore;
 use crate::acme::types::Identifier;
 use crate::error::{Error, Result};
 
-/// The ALPN protocol of tls-alpn-01 validation (RFC 8737 §6.2).
-pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+pub use crate::acme::solver::ACME_TLS_ALPN;
 
 /// A validation certificate and its key, DER.
 #[derive(Clone, PartialEq, Eq)]

@@ -13,8 +13,8 @@ use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::{Handler, Reply};
+use crate::acme::solver::ACME_TLS_ALPN;
 use crate::cert::{CertKey, Issued};
-use crate::challenge::tls_alpn::ACME_TLS_ALPN;
 use crate::error::{Error, Result};
 
 /// The TLS configuration serving `issued` (leaf and intermediates) with `key`.

@@ -9,6 +9,7 @@ mod features;
 mod harness;
 mod http;
 mod issue;
+mod life;
 mod lifecycle;
 mod production;
 mod proxy;
