@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket, UdpSocket};
@@ -24,8 +24,10 @@ use crate::challenge::{ChallengeKind, ChallengeStore, dns, http, tls_alpn};
 use crate::cli::{AccountKeyConfig, Config};
 use crate::error::{Error, Result};
 use crate::files::{NewSet, SetMeta, read_current, write_set};
+use crate::renewer::{Renewer, Served, Swap};
 use crate::serve::{self, https, shutdown};
 use crate::summary::{Summary, Validation};
+use tokio::sync::Notify;
 
 /// Longest wait for the servers to stop once shutdown starts (the contract says 2 s in all).
 const DRAIN: Duration = Duration::from_millis(1500);
@@ -34,6 +36,7 @@ const LISTEN_BACKLOG: u32 = 1024;
 
 /// Runs the whole program; returns once everything has stopped.
 pub async fn run(config: Config) -> Result<()> {
+    let config = Arc::new(config);
     let started = Instant::now();
     let cancel = CancellationToken::new();
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
@@ -54,27 +57,39 @@ pub async fn run(config: Config) -> Result<()> {
     let listeners = Listeners::bind(&config).await?;
 
     tasks.spawn(stop_on_signal(cancel.clone()));
+    let reload = Arc::new(Notify::new());
+    tasks.spawn(reload_on_sighup(reload.clone(), cancel.clone()));
+    let served = Served::default();
     let store = ChallengeStore::new();
     if let Some((udp, tcp)) = listeners.dns {
         let dns = dns::DnsHandler::new(&config.names, config.record, store.clone())?;
         tasks.spawn(dns::serve(udp, tcp, dns, cancel.clone()));
     }
     if let Some(listener) = listeners.http {
-        let handler = http::handler(store.clone());
+        // While serving, everything but a challenge is sent to HTTPS.
+        let https_port = config.serve.then_some(config.https_port);
+        let handler = http::handler_with_redirect(store.clone(), https_port);
         tasks.spawn(server("http-01", listener, None, handler, cancel.clone()));
     }
     // The HTTPS port answers tls-alpn-01 validation from the start and the certificate later.
     let acme_tls = (config.challenge == ChallengeKind::TlsAlpn01)
         .then(|| tls_alpn::server_config(store.clone()));
     let router = Arc::new(https::TlsRouter::new(acme_tls));
-    let page = Arc::new(OnceLock::new());
+    let page = serve::Page::new();
+    let site = match (&config.upstream, &config.root) {
+        (Some(upstream), _) => serve::Site::Upstream(upstream.clone()),
+        (None, Some(root)) => serve::Site::Root(root.clone()),
+        (None, None) => serve::Site::Page(page.clone()),
+    };
     let https_addr = listeners.https.as_ref().and_then(HttpsPort::local_addr);
     // tls-alpn-01 needs the port from the start; otherwise it accepts only once the
     // certificate exists.
     let serve_https = |tasks: &mut JoinSet<Result<()>>, listener: TcpListener| {
-        let handler = https::handler(page.clone());
-        let tls = Some(router.clone());
-        tasks.spawn(server("https", listener, tls, handler, cancel.clone()));
+        let (router, site, cancel) = (router.clone(), site.clone(), cancel.clone());
+        tasks.spawn(async move {
+            serve::serve_https(listener, router, site, serve::Limits::default(), cancel).await;
+            Ok(())
+        });
     };
     let mut https_reserved = None;
     match listeners.https {
@@ -87,12 +102,18 @@ pub async fn run(config: Config) -> Result<()> {
         .as_ref()
         .and_then(|l| l.local_addr().ok());
     if let Some(listener) = listeners.shutdown {
-        let handler = shutdown::handler(cancel.clone());
+        let status_of = served.clone();
+        let handler = shutdown::handler_with_status(
+            cancel.clone(),
+            Arc::new(move || status_of.status_json()),
+        );
         tasks.spawn(server("shutdown", listener, None, handler, cancel.clone()));
     }
 
     // Every early return in here still goes through the drain below.
     let result = async {
+        let store_for_renewals = store.clone();
+        let renewal_key = account_key.try_clone()?;
         let (mut outcome, files, hook) = issue(
             &config,
             store,
@@ -111,9 +132,16 @@ pub async fn run(config: Config) -> Result<()> {
             report(&config, &outcome, &files, started, None, None);
             return hook.map_or(Ok(()), Err);
         };
-        let site = https::site_config(&outcome.issued, key)?;
-        let _ = page.set(https::describe(&outcome.issued));
-        router.set_site(site);
+        let swap: Swap = {
+            let (router, page) = (router.clone(), page.clone());
+            Arc::new(move |issued: &Issued, key: &CertKey| {
+                router.set_site(https::site_config(issued, key)?);
+                page.set(https::describe(issued));
+                Ok(())
+            })
+        };
+        swap(&outcome.issued, key)?;
+        served.set(&outcome.issued, &outcome.next);
         if let Some(socket) = https_reserved.take() {
             let addr = https_addr.unwrap_or(SocketAddr::new(config.bind, 0));
             let listener = socket.listen(LISTEN_BACKLOG).map_err(bind_err(
@@ -139,6 +167,22 @@ pub async fn run(config: Config) -> Result<()> {
         if let Some(e) = &hook {
             tracing::error!(error = %e, "the deploy hook failed; serving the new certificate anyway");
         }
+        let next = outcome.next.clone();
+        let current = Current {
+            issued: outcome.issued,
+            key: outcome.key,
+            revoked: outcome.revoked,
+            profile: outcome.profile,
+        };
+        let renewer = Renewer {
+            config: config.clone(),
+            store: store_for_renewals,
+            account_key: renewal_key,
+            swap,
+            served: served.clone(),
+            reload: reload.clone(),
+        };
+        tasks.spawn(renewer.run(current, next, cancel.clone()));
         cancel.cancelled().await;
         hook.map_or(Ok(()), Err)
     }
@@ -227,7 +271,7 @@ pub fn runtime(
 
 /// Obtains the certificate (or keeps the one held, when it is not due) and writes the files,
 /// unless shutdown comes first. Returns the outcome, the files, and the deploy hook's failure.
-async fn issue(
+pub(crate) async fn issue(
     config: &Config,
     store: ChallengeStore,
     account_key: AccountKey,
@@ -318,7 +362,7 @@ async fn deploy_hook(cmd: &str, config: &Config, outcome: &Outcome) -> Result<()
 
 /// The certificate `--out` holds, when it holds a readable one; a set that cannot be read is
 /// replaced (with a warning), never an error.
-fn load_current(out: &Path) -> Option<Current> {
+pub(crate) fn load_current(out: &Path) -> Option<Current> {
     let set = match read_current(out) {
         Ok(Some(set)) => set,
         Ok(None) => return None,
@@ -552,6 +596,22 @@ async fn server(
     )
     .await;
     Ok(())
+}
+
+/// SIGHUP asks the renewal loop to re-read the files in `--out`.
+async fn reload_on_sighup(reload: Arc<Notify>, cancel: CancellationToken) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())
+        .map_err(|e| Error::Local(format!("cannot watch SIGHUP: {e}")))?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                info!("SIGHUP received: re-reading the files in --out");
+                reload.notify_one();
+            }
+            () = cancel.cancelled() => return Ok(()),
+        }
+    }
 }
 
 /// SIGINT or SIGTERM cancel the token, like `GET /shutdown`.

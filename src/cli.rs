@@ -235,6 +235,19 @@ pub struct IssueArgs {
     #[arg(long, help_heading = "Output")]
     pub timings: bool,
 
+    /// Serve HTTPS as a reverse proxy to this HTTP backend, e.g. http://127.0.0.1:8080
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with = "root",
+        help_heading = "Servers"
+    )]
+    pub upstream: Option<String>,
+
+    /// Serve the static files in this directory over HTTPS
+    #[arg(long, value_name = "DIR", help_heading = "Servers")]
+    pub root: Option<PathBuf>,
+
     /// Address every server listens on
     #[arg(
         long,
@@ -244,10 +257,15 @@ pub struct IssueArgs {
     )]
     pub bind: IpAddr,
 
-    /// Address of the shutdown endpoint (default: --bind). Anyone who reaches it can stop the
-    /// process: keep it on 127.0.0.1 unless remote shutdown is wanted
-    #[arg(long, value_name = "ADDR", help_heading = "Servers")]
-    pub shutdown_bind: Option<IpAddr>,
+    /// Address of the shutdown and status endpoints. Anyone who reaches them can stop the
+    /// process: expose them only on purpose
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1",
+        help_heading = "Servers"
+    )]
+    pub shutdown_bind: IpAddr,
 
     /// DNS server port (UDP and TCP) [default: 53 with a public CA preset, where the CA validates; else 10053, as Pebble]
     #[arg(long, value_name = "PORT", help_heading = "Servers")]
@@ -415,6 +433,10 @@ pub struct Config {
     pub profile: Option<String>,
     /// `--deploy-hook`.
     pub deploy_hook: Option<String>,
+    /// `--upstream`: the HTTP backend HTTPS forwards to.
+    pub upstream: Option<hyper::Uri>,
+    /// `--root`: the directory of static files HTTPS serves.
+    pub root: Option<PathBuf>,
 }
 
 /// The CA as validated from [`CaArgs`].
@@ -599,6 +621,35 @@ impl IssueArgs {
             }
         }
         check_contacts(&self.contact)?;
+        let upstream = self
+            .upstream
+            .as_deref()
+            .map(|raw| {
+                let uri: hyper::Uri = raw.parse().map_err(|e| {
+                    Error::Usage(format!(
+                        "--upstream {raw:?} is not a URL ({e}); give the backend as http://HOST:PORT"
+                    ))
+                })?;
+                crate::serve::proxy::check_upstream(&uri)
+                    .map_err(|why| Error::Usage(format!("--upstream {raw:?}: {why}")))?;
+                Ok(uri)
+            })
+            .transpose()?;
+        let root = match self.root {
+            Some(dir) if !dir.is_dir() => {
+                return Err(Error::Usage(format!(
+                    "--root {}: not a directory; give the directory of files to serve",
+                    dir.display()
+                )));
+            }
+            other => other,
+        };
+        if (upstream.is_some() || root.is_some()) && !serve {
+            return Err(Error::Usage(
+                "--upstream and --root need the HTTPS server: leave out --no-serve (and --csr)"
+                    .into(),
+            ));
+        }
         let eab = match (self.eab_kid, self.eab_hmac_key) {
             (Some(kid), Some(key)) => Some(Eab {
                 kid,
@@ -624,7 +675,7 @@ impl IssueArgs {
             json: self.json,
             timings: self.timings,
             bind: self.bind,
-            shutdown_bind: self.shutdown_bind.unwrap_or(self.bind),
+            shutdown_bind: self.shutdown_bind,
             dns_port,
             http_port,
             https_port,
@@ -643,6 +694,8 @@ impl IssueArgs {
             force: self.force,
             profile: self.profile,
             deploy_hook: self.deploy_hook,
+            upstream,
+            root,
         })
     }
 }

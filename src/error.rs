@@ -90,6 +90,8 @@ pub enum Error {
         wait: String,
         until: String,
         timeout_secs: u64,
+        /// The wait itself, for a caller that may come back later (the renewal loop).
+        after: std::time::Duration,
     },
 
     /// A request with an effect was sent but its answer never came: it may or may not have
@@ -151,6 +153,15 @@ impl Error {
                 step,
                 source: Box::new(e),
             },
+        }
+    }
+
+    /// How long the CA asked to wait, when it did (through any step wrapping).
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::RetryLater { after, .. } => Some(*after),
+            Error::Step { source, .. } => source.retry_after(),
+            _ => None,
         }
     }
 

@@ -995,6 +995,7 @@ impl Backoff {
                     wait: ra.human(),
                     until: "then".into(),
                     timeout_secs: self.timeout.as_secs(),
+                    after: ra.wait,
                 });
             }
             tokio::time::sleep_until(self.deadline).await;

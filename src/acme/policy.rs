@@ -387,6 +387,7 @@ impl Policy {
             wait: retry_after.human(),
             until: rfc3339_in(retry_after.wait),
             timeout_secs: self.timeout.as_secs(),
+            after: retry_after.wait,
         })
     }
 

@@ -1,8 +1,10 @@
 //! The HTTPS port: one listener that routes each connection by ALPN. `acme-tls/1` gets the
 //! tls-alpn-01 validation certificate for its SNI (RFC 8737); everything else gets the obtained
-//! certificate (full chain) once there is one, and `GET /` / `HEAD /` describe it.
+//! certificate (full chain) once there is one, over HTTP/2 or HTTP/1.1, and the [`Site`]: the
+//! description page, a reverse proxy ([`super::proxy`]) or static files ([`super::root`]).
 
-use std::sync::{Arc, OnceLock, RwLock};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 
 use rustls::ServerConfig;
 use rustls::server::Acceptor;
@@ -12,7 +14,15 @@ use tokio::net::TcpStream;
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use super::{Handler, Reply};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, Uri};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use super::proxy::Proxy;
+use super::root::Root;
+use super::{Body, Conn, Handler, Head, Limits, Reply, accept_loop};
 use crate::acme::solver::ACME_TLS_ALPN;
 use crate::cert::{CertKey, Issued};
 use crate::error::{Error, Result};
@@ -24,7 +34,7 @@ pub fn site_config(issued: &Issued, key: &CertKey) -> Result<Arc<ServerConfig>> 
         .with_no_client_auth()
         .with_single_cert(issued.certs.clone(), key)
         .map_err(|e| Error::Local(format!("cannot serve the certificate over TLS: {e}")))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -46,7 +56,8 @@ impl TlsRouter {
         }
     }
 
-    /// Starts serving the obtained certificate.
+    /// Starts serving the obtained certificate, or swaps it for a renewed one: new handshakes
+    /// get `config`, open connections keep the one they were made with.
     pub fn set_site(&self, config: Arc<ServerConfig>) {
         *self.site.write().unwrap_or_else(|p| p.into_inner()) = Some(config);
     }
@@ -90,11 +101,108 @@ pub fn describe(issued: &Issued) -> String {
     )
 }
 
-/// The handler: `/` answers the page once it is set, anything else is 404. (Before the
-/// certificate is obtained no TLS connection gets this far.)
-pub fn handler(page: Arc<OnceLock<String>>) -> Handler {
-    Arc::new(move |_method, path| match page.get() {
-        Some(page) if path == "/" => Reply::text(page.clone()),
-        _ => Reply::not_found(),
-    })
+/// The description page, replaceable while serving (the certificate is renewed in place). A cheap
+/// `Clone` handle; a std lock, held only to clone or replace the text.
+#[derive(Debug, Clone, Default)]
+pub struct Page(Arc<RwLock<Option<Arc<str>>>>);
+
+impl Page {
+    /// A page with no text yet (`GET /` answers 404 until [`Page::set`]).
+    pub fn new() -> Self {
+        Page::default()
+    }
+
+    /// Replaces the text.
+    pub fn set(&self, text: String) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(text.into());
+    }
+
+    /// The current text.
+    pub fn get(&self) -> Option<Arc<str>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The handler: `GET /` and `HEAD /` answer the text once it is set, other paths 404, other
+    /// methods 405.
+    pub fn handler(&self) -> Handler {
+        let page = self.clone();
+        Handler::get_only(move |_method, path| match page.get() {
+            Some(text) if path == "/" => Reply::text(text.as_bytes().to_vec()),
+            _ => Reply::not_found(),
+        })
+    }
+}
+
+/// What the HTTPS port serves once there is a certificate.
+#[derive(Debug, Clone)]
+pub enum Site {
+    /// The description page (no `--upstream` or `--root`).
+    Page(Page),
+    /// A reverse proxy to this HTTP backend (`--upstream`).
+    Upstream(Uri),
+    /// Static files under this directory (`--root`).
+    Root(PathBuf),
+}
+
+/// The site ready to answer requests.
+enum Front {
+    Page(Handler),
+    Proxy(Box<Proxy>),
+    Root(Root),
+    /// A site that cannot work (an unusable upstream): every request gets this reply.
+    Broken(Reply),
+}
+
+impl Front {
+    async fn new(site: Site) -> Front {
+        match site {
+            Site::Page(page) => Front::Page(page.handler()),
+            Site::Upstream(uri) => match Proxy::new(uri) {
+                Ok(proxy) => Front::Proxy(Box::new(proxy)),
+                Err(message) => {
+                    error!(%message, "cannot proxy to the upstream");
+                    Front::Broken(Reply::error(hyper::StatusCode::BAD_GATEWAY, &message))
+                }
+            },
+            Site::Root(dir) => Front::Root(Root::new(dir).await),
+        }
+    }
+
+    async fn respond(&self, req: Request<Incoming>, conn: Conn) -> Response<Body> {
+        match self {
+            Front::Page(handler) => handler.reply(&Head::of(&req)).into_response(),
+            Front::Proxy(proxy) => proxy.forward(req, &conn).await,
+            Front::Root(root) => root.respond(&req).await,
+            Front::Broken(reply) => reply.clone().into_response(),
+        }
+    }
+}
+
+/// Serves `site` on an already bound `listener` until `cancel` fires: each connection is routed
+/// by `router` (tls-alpn-01 validation, or the certificate it currently holds, swapped with
+/// [`TlsRouter::set_site`]), then served over HTTP/2 or HTTP/1.1 as ALPN chose.
+pub async fn serve_https(
+    listener: TcpListener,
+    router: Arc<TlsRouter>,
+    site: Site,
+    limits: Limits,
+    cancel: CancellationToken,
+) {
+    let what = match &site {
+        Site::Page(_) => "the description page".to_owned(),
+        Site::Upstream(uri) => format!("a reverse proxy to {uri}"),
+        Site::Root(dir) => format!("the files under {}", dir.display()),
+    };
+    info!("HTTPS serves {what}");
+    let front = Arc::new(Front::new(site).await);
+    let respond = move |req: Request<Incoming>, conn: Conn| {
+        let front = front.clone();
+        async move {
+            if req.method() == Method::CONNECT {
+                return Reply::method_not_allowed().into_response();
+            }
+            front.respond(req, conn).await
+        }
+    };
+    accept_loop("https", listener, Some(router), limits, cancel, respond).await;
 }

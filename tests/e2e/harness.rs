@@ -247,8 +247,18 @@ impl Pebble {
     /// Starts Pebble again on the same ports after it was stopped (its state is gone, as after a
     /// real CA restart).
     pub async fn restart(&mut self) {
+        self.stop();
+        self.start_again().await;
+    }
+
+    /// Stops Pebble (SIGKILL, waited for); [`Pebble::start_again`] brings it back.
+    pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts a stopped Pebble again on the same ports, with nothing of its former state.
+    pub async fn start_again(&mut self) {
         self.child = Self::launch(&self.bin, self.dir.path(), self.dns_port, &self.env);
         self.wait_ready().await;
     }
@@ -712,9 +722,14 @@ pub fn serial_hex(der: &[u8]) -> String {
 
 /// Plain HTTP GET on 127.0.0.1:`port`, returning the status line and body.
 pub async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    http_get_at("127.0.0.1", port, path).await
+}
+
+/// Plain HTTP GET on `addr`:`port`, returning the status line and body.
+pub async fn http_get_at(addr: &str, port: u16, path: &str) -> std::io::Result<String> {
+    let mut tcp = tokio::net::TcpStream::connect((addr, port)).await?;
     tcp.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
     )
     .await?;
     let mut text = String::new();

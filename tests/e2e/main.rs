@@ -6,6 +6,7 @@
 mod dns;
 mod faults;
 mod features;
+mod frontend;
 mod harness;
 mod http;
 mod issue;
