@@ -31,6 +31,8 @@ use tokio::sync::Notify;
 
 /// Longest wait for the servers to stop once shutdown starts (the contract says 2 s in all).
 const DRAIN: Duration = Duration::from_millis(1500);
+/// Longest a deploy hook may run.
+const HOOK_TIMEOUT: Duration = Duration::from_secs(600);
 /// Pending connections the kernel queues for a listener (tokio's own default).
 const LISTEN_BACKLOG: u32 = 1024;
 
@@ -114,7 +116,7 @@ pub async fn run(config: Config) -> Result<()> {
     let result = async {
         let store_for_renewals = store.clone();
         let renewal_key = account_key.try_clone()?;
-        let (mut outcome, files, hook) = issue(
+        let (mut outcome, files) = issue(
             &config,
             store,
             account_key,
@@ -129,6 +131,7 @@ pub async fn run(config: Config) -> Result<()> {
             return Err(e);
         }
         let (Some(key), true) = (&outcome.key, config.serve) else {
+            let hook = run_deploy_hook(&config, &outcome).await;
             report(&config, &outcome, &files, started, None, None);
             return hook.map_or(Ok(()), Err);
         };
@@ -164,8 +167,11 @@ pub async fn run(config: Config) -> Result<()> {
         if let Some(addr) = https_addr {
             info!(%addr, "serving the certificate");
         }
+        // The hook runs once the new certificate is served.
+        let hook = run_deploy_hook(&config, &outcome).await;
         if let Some(e) = &hook {
             tracing::error!(error = %e, "the deploy hook failed; serving the new certificate anyway");
+            served.failed(e);
         }
         let next = outcome.next.clone();
         let current = Current {
@@ -279,7 +285,7 @@ pub(crate) async fn issue(
     current: Option<Current>,
     cancel: &CancellationToken,
     started: Instant,
-) -> Result<(Outcome, Files, Option<Error>)> {
+) -> Result<(Outcome, Files)> {
     let plan = Plan {
         dir_url: config.dir.clone(),
         names: config.names.clone(),
@@ -304,7 +310,7 @@ pub(crate) async fn issue(
         if outcome.key.is_none() {
             files.key = None;
         }
-        return Ok((outcome, files, None));
+        return Ok((outcome, files));
     }
     let out = config.out.clone();
     let meta = SetMeta {
@@ -326,17 +332,25 @@ pub(crate) async fn issue(
     })
     .await?;
     info!(dir = %config.out.display(), action = outcome.action.word(), "files written");
-    let hook = match &config.deploy_hook {
-        Some(cmd) => deploy_hook(cmd, config, &outcome).await.err(),
-        None => None,
-    };
-    Ok((outcome, files, hook))
+    Ok((outcome, files))
 }
 
-/// Runs the deploy hook with `sh -c`, its environment naming what changed.
+/// Runs `--deploy-hook` after new files (issued or renewed; never when kept), once they are
+/// served when serving. Returns its failure.
+pub(crate) async fn run_deploy_hook(config: &Config, outcome: &Outcome) -> Option<Error> {
+    match (&config.deploy_hook, outcome.action) {
+        (Some(cmd), Action::Issued | Action::Renewed) => {
+            deploy_hook(cmd, config, outcome).await.err()
+        }
+        _ => None,
+    }
+}
+
+/// Runs the deploy hook with `sh -c`, its environment naming what changed; one that runs longer
+/// than [`HOOK_TIMEOUT`] is killed and counts as failed.
 async fn deploy_hook(cmd: &str, config: &Config, outcome: &Outcome) -> Result<()> {
     info!(command = %cmd, "running the deploy hook");
-    let status = tokio::process::Command::new("sh")
+    let run = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(cmd)
         .env("ACME_OUT", &config.out)
@@ -344,12 +358,20 @@ async fn deploy_hook(cmd: &str, config: &Config, outcome: &Outcome) -> Result<()
         .env("ACME_ACTION", outcome.action.word())
         .env("ACME_SERIAL", &outcome.issued.info.serial)
         .stdin(std::process::Stdio::null())
-        .status()
-        .await
-        .map_err(|e| Error::Hook {
+        .kill_on_drop(true)
+        .status();
+    let status = match tokio::time::timeout(HOOK_TIMEOUT, run).await {
+        Ok(status) => status.map_err(|e| Error::Hook {
             command: cmd.to_owned(),
             status: format!("could not be started ({e})"),
-        })?;
+        })?,
+        Err(_) => {
+            return Err(Error::Hook {
+                command: cmd.to_owned(),
+                status: format!("still running after {} s, killed", HOOK_TIMEOUT.as_secs()),
+            });
+        }
+    };
     if status.success() {
         Ok(())
     } else {

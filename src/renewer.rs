@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 use crate::acme::jws::AccountKey;
 use crate::acme::machine::{Action, Current};
 use crate::acme::renewal::{Due, rfc3339};
-use crate::app::{blocking, issue, load_current};
+use crate::app::{blocking, issue, load_current, run_deploy_hook};
 use crate::cert::{CertKey, Issued};
 use crate::challenge::ChallengeStore;
 use crate::cli::Config;
@@ -78,6 +78,11 @@ impl Served {
         .to_string()
     }
 
+    /// Records a failure that did not stop serving (a deploy hook).
+    pub fn failed(&self, e: &Error) {
+        self.write().last_error = Some(e.to_string());
+    }
+
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(|p| p.into_inner())
     }
@@ -108,8 +113,11 @@ impl Renewer {
             tokio::select! {
                 () = tokio::time::sleep(wake) => {}
                 () = self.reload.notified() => {
-                    self.reload_files(&mut current, &mut next).await;
-                    wake = pause_until(&next);
+                    // A certificate taken up from --out is reviewed at once (the CA's window,
+                    // or the lifetime rule), as a rerun would.
+                    if self.reload_files(&mut current, &mut next).await {
+                        wake = MIN_PAUSE;
+                    }
                     continue;
                 }
                 () = cancel.cancelled() => return Ok(()),
@@ -127,22 +135,31 @@ impl Renewer {
                 Instant::now(),
             )
             .await;
+            // A new certificate is swapped in before the hook runs, so the hook sees it served.
+            let attempt = match attempt {
+                Ok((outcome, _files)) if outcome.action != Action::Kept => {
+                    match outcome
+                        .key
+                        .as_ref()
+                        .map(|key| (self.swap)(&outcome.issued, key))
+                    {
+                        Some(Err(e)) => Err(e),
+                        _ => Ok(outcome),
+                    }
+                }
+                Ok((outcome, _files)) => Ok(outcome),
+                Err(e) => Err(e),
+            };
             match attempt {
-                Ok((outcome, _files, hook)) => {
+                Ok(outcome) => {
                     failures = 0;
                     {
                         let mut s = self.served.write();
                         s.failures = 0;
-                        s.last_error = hook.as_ref().map(|e| e.to_string());
-                    }
-                    if let Some(e) = &hook {
-                        error!(error = %e, "the deploy hook failed after the renewal");
+                        s.last_error = None;
                     }
                     next = outcome.next.clone();
                     if outcome.action != Action::Kept {
-                        if let Some(key) = &outcome.key {
-                            (self.swap)(&outcome.issued, key)?;
-                        }
                         self.served.write().renewals += 1;
                         info!(
                             old_serial = %old_serial,
@@ -151,6 +168,10 @@ impl Renewer {
                             next_due = %rfc3339(next.at),
                             "certificate renewed and now served"
                         );
+                        if let Some(e) = run_deploy_hook(&self.config, &outcome).await {
+                            error!(error = %e, "the deploy hook failed after the renewal");
+                            self.served.failed(&e);
+                        }
                         current = Current {
                             issued: outcome.issued,
                             key: outcome.key,
@@ -183,6 +204,13 @@ impl Renewer {
                         let mut s = self.served.write();
                         s.failures = failures;
                         s.last_error = Some(e.to_string());
+                        // The next attempt, not the moment that has passed.
+                        s.next = Some(Due {
+                            at: OffsetDateTime::now_utc()
+                                + time::Duration::try_from(retry).unwrap_or(time::Duration::ZERO),
+                            reason: format!("retrying after {failures} failed renewal attempts"),
+                            source: "retry",
+                        });
                     }
                     wake = retry;
                 }
@@ -191,7 +219,8 @@ impl Renewer {
     }
 
     /// SIGHUP: take up the set in `--out` if it holds another certificate that matches its key.
-    async fn reload_files(&self, current: &mut Current, next: &mut Due) {
+    /// Returns whether it did.
+    async fn reload_files(&self, current: &mut Current, next: &mut Due) -> bool {
         let out = self.config.out.clone();
         let found = blocking(move || Ok(load_current(&out)))
             .await
@@ -199,19 +228,19 @@ impl Renewer {
             .flatten();
         let Some(found) = found else {
             warn!("SIGHUP: no usable certificate in --out; serving the current one");
-            return;
+            return false;
         };
         let Some(key) = &found.key else {
             warn!("SIGHUP: the certificate in --out has no key; serving the current one");
-            return;
+            return false;
         };
         if found.issued.info.serial == current.issued.info.serial {
             info!("SIGHUP: --out holds the certificate already served");
-            return;
+            return false;
         }
         if let Err(e) = (self.swap)(&found.issued, key) {
             warn!(error = %e, "SIGHUP: cannot serve the certificate in --out");
-            return;
+            return false;
         }
         info!(
             old_serial = %current.issued.info.serial,
@@ -224,6 +253,7 @@ impl Renewer {
         };
         *current = found;
         self.served.set(&current.issued, next);
+        true
     }
 }
 

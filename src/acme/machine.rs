@@ -360,9 +360,10 @@ async fn review(plan: &Plan, acme: Transport) -> Result<Step> {
     let now = time::OffsetDateTime::now_utc();
     let due = match at_once(plan, current, not_after, now) {
         Some(reason) => Due::now(reason),
-        None => ari
-            .clone()
-            .unwrap_or_else(|| renewal::by_lifetime(not_before, not_after)),
+        None => match ari.clone() {
+            Some(due) => renewal::before_the_end(due, not_before, not_after),
+            None => renewal::by_lifetime(not_before, not_after),
+        },
     };
     let renewing = plan.force || due.passed(now);
     if !renewing {
@@ -644,14 +645,14 @@ async fn schedule(acme: &Transport, done: &Outcome) -> Due {
         return Due::now("it was revoked");
     }
     let leaf = done.issued.certs[0].as_ref();
-    let lifetime = || match renewal::validity(leaf) {
-        Ok((not_before, not_after)) => renewal::by_lifetime(not_before, not_after),
-        Err(_) => Due::now("its validity cannot be read"),
+    let Ok((not_before, not_after)) = renewal::validity(leaf) else {
+        return Due::now("its validity cannot be read");
     };
+    let lifetime = || renewal::by_lifetime(not_before, not_after);
     match acme.directory().renewal_info.clone() {
         Some(base) => {
             match renewal::ask_ari(acme, &base, leaf, done.issued.info.serial.as_bytes()).await {
-                Ok(due) => due,
+                Ok(due) => renewal::before_the_end(due, not_before, not_after),
                 Err(e) => {
                     warn!(error = %e, "the CA gave no renewal information for the new certificate; using the lifetime rule");
                     lifetime()

@@ -96,6 +96,19 @@ fn lifetime_words(d: time::Duration) -> String {
     }
 }
 
+/// The moment `due` brought forward, if need be, so that a tenth of the lifetime is left when it
+/// comes: a window that runs to the very end (as short test lifetimes have) must not leave a
+/// renewal to the last second.
+pub fn before_the_end(mut due: Due, not_before: OffsetDateTime, not_after: OffsetDateTime) -> Due {
+    let latest: OffsetDateTime = not_after - (not_after - not_before) / 10;
+    if due.at > latest {
+        due.at = latest.max(not_before);
+        due.reason
+            .push_str(", brought forward to leave a tenth of the lifetime");
+    }
+    due
+}
+
 /// The CA's suggested window (RFC 9773 §4.2).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -253,6 +266,25 @@ mod tests {
             (10..=40).contains(&early),
             "{early} of 50 in the first half"
         );
+    }
+
+    #[test]
+    fn a_moment_at_the_very_end_is_brought_forward() {
+        let nb = at("2026-01-01T00:00:00Z");
+        let na = nb + time::Duration::seconds(20);
+        let late = Due {
+            at: na - time::Duration::seconds(1),
+            reason: "window".into(),
+            source: "ari",
+        };
+        let due = before_the_end(late, nb, na);
+        assert_eq!(due.at, na - time::Duration::seconds(2));
+        let early = Due {
+            at: nb + time::Duration::seconds(5),
+            reason: "window".into(),
+            source: "ari",
+        };
+        assert_eq!(before_the_end(early.clone(), nb, na), early);
     }
 
     #[test]

@@ -15,4 +15,5 @@ mod lifecycle;
 mod production;
 mod proxy;
 mod safety;
+mod serve;
 mod usage;
