@@ -4,7 +4,10 @@
 //! `X-Forwarded-Proto` and `Forwarded` (RFC 7239). WebSocket upgrades become a byte tunnel.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
@@ -23,6 +26,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the backend gets to start its answer (the body may then take any time): past it,
 /// 504.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Requests forwarded at once (each holds a backend connection until its answer's body is
+/// done). More wait their turn: HTTP/2 clients can open hundreds of streams, and one backend
+/// connection each would cost memory and the backend's patience for nothing (nginx keeps a few
+/// dozen). WebSocket tunnels give their place back once upgraded.
+const MAX_IN_FLIGHT: usize = 64;
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1, plus the obsolete ones still seen in the wild): they
 /// describe one connection and are never forwarded. `Expect` is answered by our own server.
@@ -48,6 +56,7 @@ pub struct Proxy {
     /// The backend URL's path, prefixed to every request path ("" for `/`).
     prefix: String,
     client: Client<HttpConnector, Incoming>,
+    in_flight: Arc<Semaphore>,
 }
 
 impl Proxy {
@@ -72,6 +81,7 @@ impl Proxy {
             authority,
             prefix,
             client,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         })
     }
 
@@ -101,6 +111,13 @@ impl Proxy {
         parts.version = Version::HTTP_11;
         let request = Request::from_parts(parts, body);
 
+        // The semaphore is never closed; a failure to acquire cannot happen.
+        let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
+            return error_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the proxy is shutting down",
+            );
+        };
         let mut response =
             match tokio::time::timeout(RESPONSE_TIMEOUT, self.client.request(request)).await {
                 Ok(Ok(response)) => response,
@@ -145,7 +162,14 @@ impl Proxy {
             return Response::from_parts(parts, empty());
         }
         strip_hop_by_hop(response.headers_mut());
-        response.map(|body| body.map_err(Into::into).boxed_unsync())
+        // The place is held until the body is done (or dropped).
+        response.map(|body| {
+            body.map_err(move |e| {
+                let _held = &permit;
+                e.into()
+            })
+            .boxed_unsync()
+        })
     }
 
     /// The backend URL for a request target: the upstream's authority and prefix, the request's
