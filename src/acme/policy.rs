@@ -44,7 +44,8 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 7] = [
+    /// Every class, in the order budgets and counts use.
+    pub const ALL: [Endpoint; 7] = [
         Endpoint::Directory,
         Endpoint::NewNonce,
         Endpoint::NewAccount,
