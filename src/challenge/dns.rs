@@ -8,7 +8,7 @@ use std::time::Duration;
 use hickory_server::Server;
 use hickory_server::net::runtime::Time;
 use hickory_server::proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
-use hickory_server::proto::rr::rdata::{A, SOA, TXT};
+use hickory_server::proto::rr::rdata::{A, HINFO, NS, SOA, TXT};
 use hickory_server::proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
@@ -93,8 +93,22 @@ impl DnsHandler {
         )
     }
 
+    /// The name server of a zone, `ns.<apex>`: in the zone, so its A record is `--record`.
+    fn ns(zone: &LowerName) -> Record {
+        let apex = Name::from(zone.clone());
+        let host = apex.prepend_label("ns").unwrap_or_else(|_| apex.clone());
+        Record::from_rdata(apex, TTL, RData::NS(NS(host)))
+    }
+
     /// Decides the answer to a request. Pure: no I/O, so it is unit-tested directly.
     pub fn answer(&self, request: &Request) -> Answer {
+        // EDNS versions above 0 are not spoken here (RFC 6891 §6.1.3).
+        if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+            return Answer {
+                code: ResponseCode::BADVERS,
+                ..Answer::default()
+            };
+        }
         if request.metadata.op_code != OpCode::Query {
             return Answer {
                 code: ResponseCode::NotImp,
@@ -119,7 +133,9 @@ impl DnsHandler {
                 };
             }
         };
-        let owner = Name::from(name.clone());
+        // The owner name in the case the query used: resolvers that randomise case (0x20, as
+        // Let's Encrypt's Unbound does) check it.
+        let owner = query.original().name().clone();
         let mut answers = Vec::new();
         match query.query_type() {
             RecordType::A => {
@@ -128,8 +144,9 @@ impl DnsHandler {
                 }
             }
             RecordType::TXT => {
-                // to_ascii, not to_string: Display shows xn-- labels as Unicode.
-                let key = owner.to_ascii();
+                // The store's names are lowercase; to_ascii, not to_string: Display shows xn--
+                // labels as Unicode.
+                let key = Name::from(name.clone()).to_ascii();
                 for value in self.store.dns_txt(key.trim_end_matches('.')) {
                     answers.push(Record::from_rdata(
                         owner.clone(),
@@ -139,6 +156,13 @@ impl DnsHandler {
                 }
             }
             RecordType::SOA if name == zone => answers.push(Self::soa(zone)),
+            RecordType::NS if name == zone => answers.push(Self::ns(zone)),
+            // RFC 8482: a minimal answer to ANY, never the whole node.
+            RecordType::ANY => answers.push(Record::from_rdata(
+                owner,
+                TTL,
+                RData::HINFO(HINFO::new("RFC8482".into(), String::new())),
+            )),
             _ => {}
         }
         let soa = answers.is_empty().then(|| Self::soa(zone));
@@ -163,9 +187,11 @@ impl RequestHandler for DnsHandler {
         metadata.authoritative = answer.authoritative;
         metadata.recursion_available = false;
         metadata.response_code = answer.code;
-        let edns = request.edns.as_ref().map(|_| {
+        let edns = request.edns.as_ref().map(|asked| {
             let mut edns = Edns::new();
             edns.set_max_payload(EDNS_PAYLOAD);
+            // The DO bit is copied back (RFC 3225 §3); the zones are unsigned all the same.
+            edns.set_dnssec_ok(asked.flags().dnssec_ok);
             edns
         });
         let mut builder = MessageResponseBuilder::from_message_request(request);
@@ -365,5 +391,69 @@ mod tests {
         assert_eq!(two.code, ResponseCode::FormErr);
         let update = h.answer(&request_with(vec![q], OpCode::Update));
         assert_eq!(update.code, ResponseCode::NotImp);
+    }
+
+    /// A request carrying EDNS of `version`, with the DO bit set.
+    fn request_edns(name: &str, qtype: RecordType, version: u8) -> Request {
+        let mut msg = Message::new(9, MessageType::Query, OpCode::Query);
+        msg.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+        let mut edns = Edns::new();
+        edns.set_version(version).set_dnssec_ok(true);
+        msg.set_edns(edns);
+        let bytes = msg.to_bytes().unwrap();
+        Request::from_bytes(bytes, "127.0.0.1:5353".parse().unwrap(), Protocol::Udp).unwrap()
+    }
+
+    #[test]
+    fn owner_names_keep_the_case_of_the_query_0x20() {
+        let h = handler(&ChallengeStore::new());
+        let a = h.answer(&request("wWw.ExAmPle.TeSt.", RecordType::A));
+        assert_eq!(a.answers.len(), 1);
+        assert_eq!(a.answers[0].name.to_string(), "wWw.ExAmPle.TeSt.");
+    }
+
+    #[test]
+    fn the_apex_has_soa_and_an_in_zone_name_server_with_the_record() {
+        let h = handler(&ChallengeStore::new());
+        let ns = h.answer(&request("example.test.", RecordType::NS));
+        assert_eq!(ns.answers.len(), 1);
+        let RData::NS(host) = &ns.answers[0].data else {
+            panic!("{:?}", ns.answers);
+        };
+        assert_eq!(host.0.to_string(), "ns.example.test.");
+        let a = h.answer(&request("ns.example.test.", RecordType::A));
+        assert_eq!(a.answers[0].data, RData::A(A(Ipv4Addr::new(127, 0, 0, 1))));
+        // NS below the apex: NODATA with the SOA.
+        let below = h.answer(&request("www.example.test.", RecordType::NS));
+        assert!(below.answers.is_empty() && below.soa.is_some());
+    }
+
+    #[test]
+    fn caa_for_every_name_and_parent_in_the_zone_is_nodata_rfc8659() {
+        let h = handler(&ChallengeStore::new());
+        for name in ["example.test.", "a.example.test.", "b.a.example.test."] {
+            let caa = h.answer(&request(name, RecordType::CAA));
+            assert_eq!(caa.code, ResponseCode::NoError, "{name}");
+            assert!(caa.authoritative && caa.answers.is_empty() && caa.soa.is_some());
+        }
+    }
+
+    #[test]
+    fn any_gets_a_minimal_answer_rfc8482() {
+        let h = handler(&ChallengeStore::new());
+        let any = h.answer(&request("example.test.", RecordType::ANY));
+        assert_eq!(any.answers.len(), 1);
+        assert_eq!(any.answers[0].record_type(), RecordType::HINFO);
+    }
+
+    #[test]
+    fn edns_versions_above_zero_get_badvers_rfc6891_6_1_3() {
+        let h = handler(&ChallengeStore::new());
+        let bad = h.answer(&request_edns("example.test.", RecordType::A, 1));
+        assert_eq!(bad.code, ResponseCode::BADVERS);
+        assert!(bad.answers.is_empty());
+        let fine = h.answer(&request_edns("example.test.", RecordType::A, 0));
+        assert_eq!(fine.code, ResponseCode::NoError);
+        assert_eq!(fine.answers.len(), 1);
     }
 }

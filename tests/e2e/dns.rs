@@ -7,7 +7,7 @@ use std::time::Duration;
 use acme_client::acme::types::Identifier;
 use acme_client::challenge::dns::{DnsHandler, serve};
 use acme_client::challenge::{ChallengeKind, ChallengeStore, publication};
-use hickory_server::proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_server::proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_server::proto::rr::{Name, RData, RecordType};
 use hickory_server::proto::serialize::binary::{BinDecodable, BinEncodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -351,4 +351,48 @@ async fn answers_are_small_and_odd_questions_are_refused() {
     assert_eq!(r.metadata.response_code, ResponseCode::NoError);
     assert!(r.answers.is_empty());
     dns.cancel.cancel();
+}
+
+/// What a resolver that Let's Encrypt uses relies on, over the wire (issue "DNS the way CAs see
+/// it", item 2): the question's case kept in the answer (0x20), the DO bit copied back (RFC 3225
+/// §3), BADVERS for EDNS versions above 0 (RFC 6891 §6.1.3), over UDP and TCP.
+#[tokio::test]
+async fn resolver_habits_over_udp_and_tcp() {
+    let dns = start().await;
+    let with_edns = |version: u8| {
+        let mut msg = Message::new(42, MessageType::Query, OpCode::Query);
+        msg.add_query(Query::query(
+            Name::from_ascii("WwW.zOnE.TeSt.").unwrap(),
+            RecordType::A,
+        ));
+        let mut edns = Edns::new();
+        edns.set_version(version).set_dnssec_ok(true);
+        msg.set_edns(edns);
+        msg.to_bytes().unwrap()
+    };
+    for tcp in [false, true] {
+        let ask = |packet: Vec<u8>| async move {
+            if tcp {
+                tcp_ask(dns.addr, &packet).await
+            } else {
+                udp_ask(dns.addr, &packet).await
+            }
+        };
+        let fine = ask(with_edns(0)).await;
+        assert_eq!(
+            fine.metadata.response_code,
+            ResponseCode::NoError,
+            "tcp={tcp}"
+        );
+        assert_eq!(fine.answers[0].name.to_string(), "WwW.zOnE.TeSt.");
+        let edns = fine.edns.as_ref().expect("EDNS in the answer");
+        assert!(edns.flags().dnssec_ok, "DO bit not copied (tcp={tcp})");
+        let bad = ask(with_edns(1)).await;
+        // 16 is BADVERS in an OPT context; hickory decodes the number as BADSIG, its TSIG twin.
+        assert_eq!(u16::from(bad.metadata.response_code), 16, "tcp={tcp}");
+        assert!(bad.answers.is_empty());
+        assert_eq!(bad.edns.as_ref().map(|e| e.version()), Some(0));
+    }
+    dns.cancel.cancel();
+    let _ = dns.task.await;
 }

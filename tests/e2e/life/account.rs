@@ -5,6 +5,10 @@ use std::os::unix::fs::PermissionsExt as _;
 
 use super::*;
 
+/// These tests count requests (one keyChange, one deactivation), so Pebble must not reject
+/// nonces at random (5% by default): a badNonce retry sends the same request twice.
+const EXACT_COUNTS: &[(&str, &str)] = &[("PEBBLE_WFE_NONCEREJECT", "0")];
+
 /// Runs `account --out out --json` plus `args` to exit `code`; returns the finished client.
 async fn account(proxy: &Proxy, out: &Path, args: &[&str], code: i32) -> Client {
     let mut all = vec!["--out", out.to_str().unwrap(), "--json"];
@@ -31,7 +35,7 @@ fn public_key(path: &Path) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn account_is_shown_and_its_contacts_updated() {
-    let pebble = Pebble::start(&[]).await;
+    let pebble = Pebble::start(EXACT_COUNTS).await;
     let proxy = Proxy::start(&pebble, vec![]).await;
     let (out, url) = with_account(&pebble, &proxy, "show.example.test").await;
 
@@ -73,7 +77,7 @@ async fn account_is_shown_and_its_contacts_updated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollover_then_issuance_with_the_new_key() {
-    let pebble = Pebble::start(&[]).await;
+    let pebble = Pebble::start(EXACT_COUNTS).await;
     let proxy = Proxy::start(&pebble, vec![]).await;
     let (out, url) = with_account(&pebble, &proxy, "roll.example.test").await;
     let account_pem = out.path().join("account.pem");
@@ -131,7 +135,7 @@ async fn rollover_then_issuance_with_the_new_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollover_the_ca_refuses_keeps_the_old_key() {
-    let pebble = Pebble::start(&[]).await;
+    let pebble = Pebble::start(EXACT_COUNTS).await;
     let proxy = Proxy::start(&pebble, vec![]).await;
     let (out, url) = with_account(&pebble, &proxy, "noroll.example.test").await;
     // The key of another account: the CA refuses to move this account onto it (RFC 8555
@@ -176,7 +180,7 @@ async fn rollover_the_ca_refuses_keeps_the_old_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deactivate_asks_then_deactivates_and_the_ca_refuses_afterwards() {
-    let pebble = Pebble::start(&[]).await;
+    let pebble = Pebble::start(EXACT_COUNTS).await;
     let proxy = Proxy::start(&pebble, vec![]).await;
     let (out, url) = with_account(&pebble, &proxy, "gone.example.test").await;
 
