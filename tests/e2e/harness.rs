@@ -128,8 +128,11 @@ pub struct Pebble {
     pub http_port: u16,
     /// Where Pebble validates tls-alpn-01 (the client's --https-port).
     pub tls_port: u16,
-    /// The DNS server Pebble asks (the client's --dns-port).
+    /// The port the client's DNS server listens on (its --dns-port).
     pub dns_port: u16,
+    /// What Pebble is started with as `-dnsserver`: `127.0.0.1:<dns_port>` unless a resolver
+    /// sits in between ([`Pebble::start_with_dns`]).
+    dns_server: String,
 }
 
 impl Pebble {
@@ -142,7 +145,7 @@ impl Pebble {
 
     /// Starts Pebble with exactly `env` added (no `PEBBLE_VA_NOSLEEP`: its defaults stand).
     pub async fn start_exactly(env: &[(&str, &str)]) -> Pebble {
-        Self::start_custom(pebble_bin(), env, serde_json::json!({}), None).await
+        Self::start_custom(pebble_bin(), env, serde_json::json!({}), None, None).await
     }
 
     /// The current Pebble (see [`current_pebble_bin`]) with `PEBBLE_VA_NOSLEEP=1` plus `env` and
@@ -156,7 +159,7 @@ impl Pebble {
     /// The current Pebble with exactly `env` added; `None` when it is missing.
     pub async fn current_exactly(env: &[(&str, &str)], extra: serde_json::Value) -> Option<Pebble> {
         let bin = current_pebble_bin()?;
-        Some(Self::start_custom(bin, env, extra, None).await)
+        Some(Self::start_custom(bin, env, extra, None, None).await)
     }
 
     /// Starts Pebble with `PEBBLE_VA_NOSLEEP=1` plus `env`, `extra` merged into its config, and
@@ -168,7 +171,27 @@ impl Pebble {
     ) -> Pebble {
         let mut all = vec![("PEBBLE_VA_NOSLEEP", "1")];
         all.extend_from_slice(env);
-        Self::start_custom(pebble_bin(), &all, extra, acme_port).await
+        Self::start_custom(pebble_bin(), &all, extra, acme_port, None).await
+    }
+
+    /// Like [`Pebble::start_with`], Pebble asking the DNS server `dns_server` (a resolver in
+    /// front of the client's) while `dns_port` stays the port the client must listen on.
+    pub async fn start_with_dns(
+        env: &[(&str, &str)],
+        extra: serde_json::Value,
+        dns_port: u16,
+        dns_server: &str,
+    ) -> Pebble {
+        let mut all = vec![("PEBBLE_VA_NOSLEEP", "1")];
+        all.extend_from_slice(env);
+        Self::start_custom(
+            pebble_bin(),
+            &all,
+            extra,
+            None,
+            Some((dns_port, dns_server.to_owned())),
+        )
+        .await
     }
 
     async fn start_custom(
@@ -176,15 +199,19 @@ impl Pebble {
         env: &[(&str, &str)],
         extra: serde_json::Value,
         acme_port: Option<u16>,
+        dns: Option<(u16, String)>,
     ) -> Pebble {
         let dir = tempfile::tempdir().unwrap();
-        let (acme_port, mgmt_port, http_port, tls_port, dns_port) = (
+        let (acme_port, mgmt_port, http_port, tls_port) = (
             acme_port.unwrap_or_else(free_port),
             free_port(),
             free_port(),
             free_port(),
-            free_port(),
         );
+        let (dns_port, dns_server) = dns.unwrap_or_else(|| {
+            let port = free_port();
+            (port, format!("127.0.0.1:{port}"))
+        });
         let mut config = serde_json::json!({"pebble": {
             "listenAddress": format!("127.0.0.1:{acme_port}"),
             "managementListenAddress": format!("127.0.0.1:{mgmt_port}"),
@@ -205,7 +232,7 @@ impl Pebble {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let child = Self::launch(&bin, dir.path(), dns_port, &env);
+        let child = Self::launch(&bin, dir.path(), &dns_server, &env);
         let mut pebble = Pebble {
             child,
             bin,
@@ -216,12 +243,13 @@ impl Pebble {
             http_port,
             tls_port,
             dns_port,
+            dns_server,
         };
         pebble.wait_ready().await;
         pebble
     }
 
-    fn launch(bin: &Path, dir: &Path, dns_port: u16, env: &[(String, String)]) -> Child {
+    fn launch(bin: &Path, dir: &Path, dns_server: &str, env: &[(String, String)]) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -231,7 +259,7 @@ impl Pebble {
         cmd.arg("-config")
             .arg(dir.join("pebble-config.json"))
             .arg("-dnsserver")
-            .arg(format!("127.0.0.1:{dns_port}"))
+            .arg(dns_server)
             .env_remove("PEBBLE_VA_NOSLEEP")
             .env_remove("PEBBLE_WFE_NONCEREJECT")
             .env_remove("PEBBLE_AUTHZREUSE")
@@ -259,7 +287,7 @@ impl Pebble {
 
     /// Starts a stopped Pebble again on the same ports, with nothing of its former state.
     pub async fn start_again(&mut self) {
-        self.child = Self::launch(&self.bin, self.dir.path(), self.dns_port, &self.env);
+        self.child = Self::launch(&self.bin, self.dir.path(), &self.dns_server, &self.env);
         self.wait_ready().await;
     }
 

@@ -14,6 +14,7 @@ mod life;
 mod lifecycle;
 mod production;
 mod proxy;
+mod resolvers;
 mod safety;
 mod serve;
 mod usage;
