@@ -19,11 +19,11 @@ use crate::acme::machine::{Action, Current, Outcome, Plan, Runtime, obtain};
 use crate::acme::policy::Policy;
 use crate::acme::solver::Solver;
 use crate::acme::timeline::Timeline;
-use crate::cert::{CertKey, Files, Issued, check_out_dir, write_atomic};
+use crate::cert::{CertKey, Files, Issued, check_out_dir, write_atomic, write_issued};
 use crate::challenge::{ChallengeKind, ChallengeStore, dns, http, tls_alpn};
 use crate::cli::{AccountKeyConfig, Config};
 use crate::error::{Error, Result};
-use crate::files::{NewSet, SetMeta, read_current, write_set};
+use crate::files::{SetMeta, read_current};
 use crate::renewer::{Renewer, Served, Swap};
 use crate::serve::{self, https, shutdown};
 use crate::summary::{Summary, Validation};
@@ -208,18 +208,7 @@ fn load_account_key(config: &AccountKeyConfig) -> Result<(AccountKey, bool)> {
     let usage = |why: String| Error::Usage(format!("account key {}: {why}", path.display()));
     match std::fs::read(path) {
         Ok(bytes) => {
-            let block = pem::parse(&bytes).map_err(|e| {
-                usage(format!(
-                    "not a PEM file ({e}); give a PKCS#8 PEM private key"
-                ))
-            })?;
-            if block.tag() != "PRIVATE KEY" {
-                return Err(usage(format!(
-                    "holds a {} block; convert it to PKCS#8 with `openssl pkcs8 -topk8 -nocrypt`",
-                    block.tag()
-                )));
-            }
-            let key = AccountKey::from_pkcs8(block.contents()).map_err(|e| usage(e.to_string()))?;
+            let key = parse_key(&bytes).map_err(usage)?;
             if key.kind() != config.kind {
                 info!(
                     alg = key.alg(),
@@ -320,15 +309,8 @@ pub(crate) async fn issue(
         revoked: outcome.revoked,
     };
     let (outcome, files) = blocking(move || {
-        let key_pem = outcome.key.as_ref().map(|k| k.pkcs8_pem());
-        let set = NewSet {
-            key_pem: key_pem.as_deref(),
-            cert_pem: &outcome.issued.leaf_pem(),
-            chain_pem: &outcome.issued.chain_pem(),
-            fullchain_pem: &outcome.issued.fullchain_pem(),
-            meta,
-        };
-        write_set(&out, &set).map(|files| (outcome, files))
+        write_issued(&out, outcome.key.as_ref(), &outcome.issued, meta)
+            .map(|files| (outcome, files))
     })
     .await?;
     info!(dir = %config.out.display(), action = outcome.action.word(), "files written");
@@ -380,6 +362,19 @@ async fn deploy_hook(cmd: &str, config: &Config, outcome: &Outcome) -> Result<()
             status: status.to_string(),
         })
     }
+}
+
+/// A PKCS#8 PEM private key, for signing requests; the error says what is wrong and the fix.
+pub(crate) fn parse_key(bytes: &[u8]) -> std::result::Result<AccountKey, String> {
+    let block = pem::parse(bytes)
+        .map_err(|e| format!("not a PEM file ({e}); give a PKCS#8 PEM private key"))?;
+    if block.tag() != "PRIVATE KEY" {
+        return Err(format!(
+            "holds a {} block; convert it to PKCS#8 with `openssl pkcs8 -topk8 -nocrypt`",
+            block.tag()
+        ));
+    }
+    AccountKey::from_pkcs8(block.contents()).map_err(|e| e.to_string())
 }
 
 /// The certificate `--out` holds, when it holds a readable one; a set that cannot be read is

@@ -390,30 +390,25 @@ impl Files {
             fullchain: dir.join("fullchain.pem"),
         }
     }
+}
 
-    /// Writes the files as one set with [`write_set`] into the directory of these paths,
-    /// recording only the serial; a caller that knows the profile and the CA calls `write_set`.
-    pub fn write(&self, key: Option<&CertKey>, issued: &Issued) -> Result<()> {
-        let key_pem = key.filter(|_| self.key.is_some()).map(CertKey::pkcs8_pem);
-        let (cert_pem, chain_pem) = (issued.leaf_pem(), issued.chain_pem());
-        let fullchain_pem = issued.fullchain_pem();
-        let set = NewSet {
-            key_pem: key_pem.as_deref(),
-            cert_pem: &cert_pem,
-            chain_pem: &chain_pem,
-            fullchain_pem: &fullchain_pem,
-            meta: SetMeta {
-                serial: issued.info.serial.clone(),
-                ..SetMeta::default()
-            },
-        };
-        let dir = self
-            .cert
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        write_set(dir, &set).map(drop)
-    }
+/// Writes `issued` (and `key`, unless the CSR was the user's) into `dir` as one set with
+/// [`write_set`], and returns the paths a user reads.
+pub fn write_issued(
+    dir: &Path,
+    key: Option<&CertKey>,
+    issued: &Issued,
+    meta: SetMeta,
+) -> Result<Files> {
+    let key_pem = key.map(CertKey::pkcs8_pem);
+    let set = NewSet {
+        key_pem: key_pem.as_deref(),
+        cert_pem: &issued.leaf_pem(),
+        chain_pem: &issued.chain_pem(),
+        fullchain_pem: &issued.fullchain_pem(),
+        meta,
+    };
+    write_set(dir, &set)
 }
 
 #[cfg(test)]
@@ -524,8 +519,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = CertKey::generate(KeyType::Ec256).unwrap();
         let issued = Issued::from_pem(self_signed(&key).as_bytes(), key.public_key_raw()).unwrap();
-        let files = Files::in_dir(dir.path());
-        files.write(Some(&key), &issued).unwrap();
+        let meta = SetMeta {
+            serial: issued.info.serial.clone(),
+            ..SetMeta::default()
+        };
+        let files = write_issued(dir.path(), Some(&key), &issued, meta).unwrap();
         let key_path = files.key.clone().unwrap();
         let mode = fs::metadata(&key_path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);

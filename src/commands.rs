@@ -15,7 +15,7 @@ use crate::acme::account;
 use crate::acme::client::Transport;
 use crate::acme::jws::{AccountKey, AccountKeyType};
 use crate::acme::machine::Runtime;
-use crate::app::{blocking, runtime};
+use crate::app::{blocking, parse_key, runtime};
 use crate::cert::write_atomic;
 use crate::challenge::ChallengeStore;
 use crate::cli::{AccountConfig, Reason, RevokeConfig};
@@ -257,18 +257,7 @@ async fn find(acme: &Transport) -> Result<(String, account::Account)> {
 fn read_key(path: &Path, what: &str) -> Result<AccountKey> {
     let usage = |why: String| Error::Usage(format!("{what} {}: {why}", path.display()));
     let bytes = std::fs::read(path).map_err(|e| usage(format!("cannot read it ({e})")))?;
-    let block = pem::parse(&bytes).map_err(|e| {
-        usage(format!(
-            "not a PEM file ({e}); give a PKCS#8 PEM private key"
-        ))
-    })?;
-    if block.tag() != "PRIVATE KEY" {
-        return Err(usage(format!(
-            "holds a {} block; convert it to PKCS#8 with `openssl pkcs8 -topk8 -nocrypt`",
-            block.tag()
-        )));
-    }
-    AccountKey::from_pkcs8(block.contents()).map_err(|e| usage(e.to_string()))
+    parse_key(&bytes).map_err(usage)
 }
 
 /// The first certificate of a PEM file, as DER.

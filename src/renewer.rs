@@ -123,7 +123,7 @@ impl Renewer {
                 () = cancel.cancelled() => return Ok(()),
             }
             let key = self.account_key.try_clone()?;
-            let held = current_copy(&current)?;
+            let held = current.try_clone()?;
             let old_serial = current.issued.info.serial.clone();
             let attempt = issue(
                 &self.config,
@@ -255,16 +255,6 @@ impl Renewer {
         self.served.set(&current.issued, next);
         true
     }
-}
-
-/// A copy of the held certificate for one machine run (the key pair is loaded again).
-fn current_copy(current: &Current) -> Result<Current> {
-    Ok(Current {
-        issued: current.issued.clone(),
-        key: current.key.as_ref().map(CertKey::try_clone).transpose()?,
-        revoked: current.revoked,
-        profile: current.profile.clone(),
-    })
 }
 
 /// How long to sleep before looking again: until the due moment, but the CA's window is asked

@@ -54,6 +54,18 @@ pub struct Current {
     pub profile: Option<String>,
 }
 
+impl Current {
+    /// The same certificate with its key loaded again (a key pair cannot be cloned).
+    pub fn try_clone(&self) -> Result<Current> {
+        Ok(Current {
+            issued: self.issued.clone(),
+            key: self.key.as_ref().map(CertKey::try_clone).transpose()?,
+            revoked: self.revoked,
+            profile: self.profile.clone(),
+        })
+    }
+}
+
 /// What to obtain: plain configuration, fixed for the whole run.
 #[derive(Debug)]
 pub struct Plan {

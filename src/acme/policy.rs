@@ -7,7 +7,6 @@
 //! The transport (`client.rs`) asks [`Policy::admit`] before each request and reports each answer;
 //! nothing else sends requests to the CA.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -258,8 +257,6 @@ pub struct Policy {
     max_in_flight: usize,
     deadline: Instant,
     timeout: Duration,
-    /// Requests sent and not yet answered, for tests.
-    in_flight: Arc<AtomicUsize>,
 }
 
 /// A place among the requests in flight; given back on drop.
@@ -271,7 +268,6 @@ pub struct Admitted {
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        self.policy.in_flight.fetch_sub(1, Ordering::SeqCst);
         if let Some(permit) = self.permit.take() {
             let mut state = self.policy.lock();
             if state.debt > 0 {
@@ -306,13 +302,7 @@ impl Policy {
             max_in_flight,
             deadline,
             timeout,
-            in_flight: Arc::new(AtomicUsize::new(0)),
         }
-    }
-
-    /// Whether requests are spaced to a published budget (then polling starts slower).
-    pub fn budgeted(&self) -> bool {
-        self.lock().cells.is_some()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -363,7 +353,6 @@ impl Policy {
             let mut state = self.lock();
             state.counts[endpoint.index()] += 1;
         }
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
         Ok(Admitted {
             permit: Some(permit),
             policy: self.clone(),
