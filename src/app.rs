@@ -457,7 +457,9 @@ fn report(
 fn validation(config: &Config) -> Validation {
     let (ca_port, listening) = match config.challenge {
         ChallengeKind::Http01 => (80, config.http_port),
-        ChallengeKind::Dns01 => (53, config.dns_port),
+        ChallengeKind::Dns01 | ChallengeKind::DnsAccount01 | ChallengeKind::DnsPersist01 => {
+            (53, config.dns_port)
+        }
         ChallengeKind::TlsAlpn01 => (443, config.https_port),
     };
     Validation {
@@ -495,7 +497,7 @@ struct Listeners {
 impl Listeners {
     async fn bind(config: &Config) -> Result<Self> {
         let at = |port| SocketAddr::new(config.bind, port);
-        let dns = if config.challenge == ChallengeKind::Dns01 || config.record.is_some() {
+        let dns = if config.challenge.uses_dns() || config.record.is_some() {
             let udp = UdpSocket::bind(at(config.dns_port))
                 .await
                 .map_err(bind_err("DNS", "udp", at(config.dns_port), "--dns-port"))?;
@@ -510,11 +512,10 @@ impl Listeners {
         } else {
             None
         };
-        let http = match config.challenge {
-            ChallengeKind::Http01 => {
-                Some(tcp(at(config.http_port), "http-01", "--http-port").await?)
-            }
-            ChallengeKind::Dns01 | ChallengeKind::TlsAlpn01 => None,
+        let http = if config.challenge == ChallengeKind::Http01 {
+            Some(tcp(at(config.http_port), "http-01", "--http-port").await?)
+        } else {
+            None
         };
         let https = if config.challenge == ChallengeKind::TlsAlpn01 {
             Some(HttpsPort::Listening(

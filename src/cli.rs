@@ -81,6 +81,15 @@ pub enum Command {
     /// Obtain a certificate proving control with tls-alpn-01: the CA connects to --https-port with
     /// ALPN acme-tls/1 (RFC 8737)
     Tlsalpn01(IssueArgs),
+    /// Obtain a certificate proving control with dns-account-01: the CA looks up TXT
+    /// _<account label>._acme-challenge.NAME on our DNS server, so several accounts can prove the
+    /// same name at once (draft-ietf-acme-dns-account-label)
+    Dnsaccount01(IssueArgs),
+    /// Obtain a certificate proving control with dns-persist-01: the CA looks up a lasting TXT
+    /// _validation-persist.NAME naming the CA and this account, answered by our DNS server
+    /// (draft-ietf-acme-dns-persist; `account --persist NAME` prints the record for DNS hosted
+    /// elsewhere)
+    Dnspersist01(IssueArgs),
     /// Revoke a certificate obtained earlier (RFC 8555 §7.6)
     Revoke(RevokeArgs),
     /// Show the ACME account, update its contacts, roll its key over or deactivate it
@@ -376,6 +385,16 @@ pub struct AccountArgs {
     #[arg(long, requires = "deactivate")]
     pub yes: bool,
 
+    /// Print the dns-persist-01 TXT record that lets this account prove NAME (`*.NAME`: the
+    /// name and everything below it) for as long as the record stays; repeatable
+    #[arg(long, value_name = "NAME")]
+    pub persist: Vec<String>,
+
+    /// With --persist: the record stops counting after this moment (RFC 3339, e.g.
+    /// 2027-06-30T00:00:00Z, or seconds since 1970)
+    #[arg(long, value_name = "TIME", requires = "persist")]
+    pub persist_until: Option<String>,
+
     /// Print the account as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -471,6 +490,10 @@ pub struct AccountConfig {
     pub deactivate: bool,
     pub yes: bool,
     pub json: bool,
+    /// Names (`*.` kept) to print dns-persist-01 records for.
+    pub persist: Vec<String>,
+    /// `persistUntil`, in seconds since the epoch.
+    pub persist_until: Option<i64>,
 }
 
 /// A validated command.
@@ -516,6 +539,12 @@ impl Cli {
             Command::Tlsalpn01(args) => {
                 Action::Issue(Box::new(args.validate(ChallengeKind::TlsAlpn01)?))
             }
+            Command::Dnsaccount01(args) => {
+                Action::Issue(Box::new(args.validate(ChallengeKind::DnsAccount01)?))
+            }
+            Command::Dnspersist01(args) => {
+                Action::Issue(Box::new(args.validate(ChallengeKind::DnsPersist01)?))
+            }
             Command::Revoke(args) => {
                 let account_key = args.account_key.unwrap_or_else(|| {
                     args.cert
@@ -544,6 +573,14 @@ impl Cli {
                     deactivate: args.deactivate,
                     yes: args.yes,
                     json: args.json,
+                    persist: normalize_all(&args.persist, ChallengeKind::DnsPersist01).map_err(
+                        |e| Error::Usage(e.to_string().replace("--domain", "--persist")),
+                    )?,
+                    persist_until: args
+                        .persist_until
+                        .as_deref()
+                        .map(parse_moment)
+                        .transpose()?,
                 })
             }
         })
@@ -774,21 +811,35 @@ fn normalize_all(raws: &[String], challenge: ChallengeKind) -> Result<Vec<String
 /// dns-01, §7), or a normalised DNS name.
 fn normalize_identifier(raw: &str, challenge: ChallengeKind) -> Result<String> {
     if let Ok(ip) = raw.parse::<IpAddr>() {
-        if challenge == ChallengeKind::Dns01 {
+        if challenge.uses_dns() {
             return Err(Error::Usage(format!(
-                "--domain {raw}: an IP address cannot be proven with dns01 (RFC 8738 §7); use http01 or tlsalpn01"
+                "--domain {raw}: an IP address cannot be proven through DNS (RFC 8738 §7); use http01 or tlsalpn01"
             )));
         }
         return Ok(ip.to_string());
     }
     let name = normalize_name(raw)
         .map_err(|why| Error::Usage(format!("--domain {raw:?} is not a valid DNS name: {why}")))?;
-    if name.starts_with("*.") && challenge != ChallengeKind::Dns01 {
+    if name.starts_with("*.") && !challenge.uses_dns() {
         return Err(Error::Usage(format!(
-            "--domain {raw:?} is a wildcard, which only dns01 can prove (RFC 8555 §7.1.3); use dns01"
+            "--domain {raw:?} is a wildcard, which only a DNS challenge can prove (RFC 8555 §7.1.3); use dns01"
         )));
     }
     Ok(name)
+}
+
+/// A `--persist-until` value: seconds since 1970, or an RFC 3339 date and time.
+fn parse_moment(raw: &str) -> Result<i64> {
+    if let Ok(seconds) = raw.parse::<i64>() {
+        return Ok(seconds);
+    }
+    time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|e| {
+            Error::Usage(format!(
+                "--persist-until {raw:?} is not a moment ({e}); give RFC 3339 (2027-06-30T00:00:00Z) or seconds since 1970"
+            ))
+        })
 }
 
 /// The public CA preset whose directory `dir` is, if any (Pebble is not public).

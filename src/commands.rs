@@ -11,10 +11,10 @@ use serde_json::json;
 use tokio::time::Instant;
 use tracing::info;
 
-use crate::acme::account;
 use crate::acme::client::Transport;
 use crate::acme::jws::{AccountKey, AccountKeyType};
 use crate::acme::machine::Runtime;
+use crate::acme::{account, records};
 use crate::app::{blocking, parse_key, runtime};
 use crate::cert::write_atomic;
 use crate::challenge::ChallengeStore;
@@ -140,6 +140,8 @@ pub async fn account(config: AccountConfig) -> Result<()> {
             .map_err(|e| e.during("deactivating the account"))?;
         info!(account = %url, "account deactivated");
     }
+    let persist = persist_records(&acme, &url, &config)?;
+    let label = records::account_label(&url);
     if config.json {
         println!(
             "{}",
@@ -148,6 +150,11 @@ pub async fn account(config: AccountConfig) -> Result<()> {
                 "status": state.status.to_string(),
                 "contact": state.contact,
                 "key": config.account_key,
+                "dns_account_label": format!("_{label}"),
+                "persist_records": persist
+                    .iter()
+                    .map(|(name, value)| json!({"name": name, "type": "TXT", "value": value}))
+                    .collect::<Vec<_>>(),
             })
         );
     } else {
@@ -157,12 +164,48 @@ pub async fn account(config: AccountConfig) -> Result<()> {
             state.contact.join(", ")
         };
         println!(
-            "account {url}\n  status    {}\n  contacts  {contacts}\n  key       {}",
+            "account {url}\n  status    {}\n  contacts  {contacts}\n  key       {}\n  dns-account-01 records at _{label}._acme-challenge.NAME",
             state.status,
             config.account_key.display()
         );
+        if !persist.is_empty() {
+            println!("dns-persist-01: add once where the names' DNS is hosted:");
+            for (name, value) in &persist {
+                println!("  {name}. 3600 IN TXT \"{value}\"");
+            }
+        }
     }
     Ok(())
+}
+
+/// The dns-persist-01 records (owner name, TXT value) for `--persist` names: the issuer domain
+/// is the first of the directory's `caaIdentities`.
+fn persist_records(
+    acme: &Transport,
+    url: &str,
+    config: &AccountConfig,
+) -> Result<Vec<(String, String)>> {
+    if config.persist.is_empty() {
+        return Ok(Vec::new());
+    }
+    let meta = acme.directory().meta.as_ref();
+    let issuer = meta.and_then(|m| m.caa_identities.first()).ok_or_else(|| {
+        Error::Local(format!(
+            "{} lists no caaIdentities, so its dns-persist-01 issuer domain is unknown; ask the CA which name to put first in the record",
+            config.ca.dir
+        ))
+    })?;
+    Ok(config
+        .persist
+        .iter()
+        .map(|name| {
+            let wildcard = name.starts_with("*.");
+            (
+                records::dns_persist01_name(name),
+                records::dns_persist01_value(issuer, url, wildcard, config.persist_until),
+            )
+        })
+        .collect())
 }
 
 /// Rolls the account key over to the key in `new_path` (created there if missing), then puts it

@@ -22,7 +22,7 @@ use super::client::{PEM_CHAIN, Reply, Transport};
 use super::jws::{AccountKey, b64};
 use super::policy::{Policy, RequestStats, RetryAfter, later};
 use super::renewal::{self, Due};
-use super::solver::{ChallengeKind, Solver};
+use super::solver::{ChallengeKind, Solver, Task};
 use super::timeline::{Event, Timeline};
 use super::types::{
     Authorization, AuthzAction, Challenge, Identifier, Order, OrderNext, Problem, Status,
@@ -825,13 +825,21 @@ async fn authorize_all(plan: &Plan, rt: &Runtime, order: &OrderRef) -> Result<us
     let mut _published = Vec::new();
     for pending in &fetched {
         if let Some((challenge, key_authorization)) = &pending.answer {
-            let token = challenge.token.as_deref().unwrap_or_default();
-            _published.push(rt.solver.present(
-                plan.kind,
-                &pending.authz.identifier,
-                token,
-                key_authorization,
-            )?);
+            _published.push(
+                rt.solver.present(&Task {
+                    kind: plan.kind,
+                    identifier: &pending.authz.identifier,
+                    wildcard: pending.authz.wildcard,
+                    token: challenge.token.as_deref().unwrap_or_default(),
+                    key_authorization,
+                    // The CA says which account URL a dns-persist-01 record must name.
+                    account_url: challenge
+                        .accounturi
+                        .as_deref()
+                        .unwrap_or(&order.session.account_url),
+                    issuer_domain_names: &challenge.issuer_domain_names,
+                })?,
+            );
         }
     }
     let answered = try_join_all(
@@ -876,6 +884,15 @@ async fn fetch_authz(acme: &Transport, plan: &Plan, url: &str) -> Result<Pending
         }
         AuthzAction::Fail(problem) => return Err(invalid_authz(&authz, problem)),
         AuthzAction::Wait => None,
+        AuthzAction::Respond(challenge) if !plan.kind.has_token() => {
+            if challenge.issuer_domain_names.is_empty() {
+                return Err(Error::Protocol {
+                    url: url.to_owned(),
+                    detail: format!("the {} challenge names no issuer domain", challenge.kind),
+                });
+            }
+            Some((challenge.clone(), String::new()))
+        }
         AuthzAction::Respond(challenge) => {
             let token = challenge
                 .token

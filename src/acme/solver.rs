@@ -20,6 +20,10 @@ pub enum ChallengeKind {
     Dns01,
     /// RFC 8737.
     TlsAlpn01,
+    /// draft-ietf-acme-dns-account-label: a TXT record under a label of the account's own.
+    DnsAccount01,
+    /// draft-ietf-acme-dns-persist: a lasting TXT record naming the CA and the account.
+    DnsPersist01,
 }
 
 impl ChallengeKind {
@@ -29,8 +33,42 @@ impl ChallengeKind {
             ChallengeKind::Http01 => "http-01",
             ChallengeKind::Dns01 => "dns-01",
             ChallengeKind::TlsAlpn01 => "tls-alpn-01",
+            ChallengeKind::DnsAccount01 => "dns-account-01",
+            ChallengeKind::DnsPersist01 => "dns-persist-01",
         }
     }
+
+    /// Whether the CA validates it through DNS (so the built-in DNS server must run).
+    pub fn uses_dns(self) -> bool {
+        matches!(
+            self,
+            ChallengeKind::Dns01 | ChallengeKind::DnsAccount01 | ChallengeKind::DnsPersist01
+        )
+    }
+
+    /// Whether the challenge carries a token (every type but dns-persist-01).
+    pub fn has_token(self) -> bool {
+        self != ChallengeKind::DnsPersist01
+    }
+}
+
+/// Everything a solver needs to publish one answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Task<'a> {
+    pub kind: ChallengeKind,
+    /// The authorization's identifier, without any `*.`.
+    pub identifier: &'a Identifier,
+    /// The authorization is for `*.<identifier>`.
+    pub wildcard: bool,
+    /// The challenge token (empty for dns-persist-01).
+    pub token: &'a str,
+    /// The key authorization for the token (RFC 8555 §8.1; empty for dns-persist-01).
+    pub key_authorization: &'a str,
+    /// The account URL: the dns-account-01 label and the dns-persist-01 `accounturi`.
+    pub account_url: &'a str,
+    /// The issuer domain names a dns-persist-01 record may name (the challenge's
+    /// `issuer-domain-names`).
+    pub issuer_domain_names: &'a [String],
 }
 
 /// An answer kept published for as long as this value lives.
@@ -51,13 +89,6 @@ impl std::fmt::Debug for Published {
 
 /// Publishes answers to challenges.
 pub trait Solver: Send + Sync + std::fmt::Debug {
-    /// Publishes the answer to a `kind` challenge for `identifier` (without any `*.`), given the
-    /// challenge token and its key authorization (RFC 8555 §8.1).
-    fn present(
-        &self,
-        kind: ChallengeKind,
-        identifier: &Identifier,
-        token: &str,
-        key_authorization: &str,
-    ) -> Result<Published>;
+    /// Publishes the answer to one challenge.
+    fn present(&self, task: &Task<'_>) -> Result<Published>;
 }

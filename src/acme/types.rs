@@ -39,6 +39,10 @@ pub struct DirectoryMeta {
     /// (draft-ietf-acme-profiles).
     #[serde(default)]
     pub profiles: Option<std::collections::BTreeMap<String, String>>,
+    /// The domain names the CA recognises as its own in CAA records (RFC 8555 §7.1.1); the
+    /// issuer domain names of dns-persist-01 records.
+    #[serde(default)]
+    pub caa_identities: Vec<String>,
 }
 
 /// Status of an account, order, authorization or challenge (RFC 8555 §7.1.6).
@@ -167,6 +171,12 @@ pub struct Challenge {
     pub token: Option<String>,
     #[serde(default)]
     pub error: Option<Problem>,
+    /// dns-persist-01: the account URL the record must name (draft-ietf-acme-dns-persist §4).
+    #[serde(default)]
+    pub accounturi: Option<String>,
+    /// dns-persist-01: the issuer domain names the record may name.
+    #[serde(default, rename = "issuer-domain-names")]
+    pub issuer_domain_names: Vec<String>,
 }
 
 /// An RFC 7807 problem document as ACME uses it (RFC 8555 §6.7).

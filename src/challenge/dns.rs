@@ -239,7 +239,7 @@ pub async fn serve(
 mod tests {
     use super::*;
     use crate::acme::types::Identifier;
-    use crate::challenge::{ChallengeKind, publication};
+    use crate::challenge::{ChallengeKind, test_publication};
     use hickory_server::net::xfer::Protocol;
     use hickory_server::proto::op::{Message, MessageType, Query};
     use hickory_server::proto::serialize::binary::BinEncodable;
@@ -299,7 +299,7 @@ mod tests {
         assert!(empty.answers.is_empty());
         assert!(empty.soa.is_some());
         let _g1 = store.publish(
-            publication(
+            test_publication(
                 ChallengeKind::Dns01,
                 &Identifier::dns("example.test"),
                 "t",
@@ -308,7 +308,7 @@ mod tests {
             .unwrap(),
         );
         let _g2 = store.publish(
-            publication(
+            test_publication(
                 ChallengeKind::Dns01,
                 &Identifier::dns("example.test"),
                 "u",
@@ -343,7 +343,7 @@ mod tests {
         )
         .unwrap();
         let _g = store.publish(
-            publication(
+            test_publication(
                 ChallengeKind::Dns01,
                 &Identifier::dns("xn--bcher-kva.example"),
                 "t",

@@ -72,7 +72,7 @@ fn redirect(head: &Head<'_>, port: u16) -> Reply {
 mod tests {
     use super::*;
     use crate::acme::types::Identifier;
-    use crate::challenge::{ChallengeKind, publication};
+    use crate::challenge::{ChallengeKind, test_publication};
 
     fn head<'a>(method: &'a Method, path: &'a str) -> Head<'a> {
         let (path, query) = match path.split_once('?') {
@@ -89,7 +89,7 @@ mod tests {
 
     fn publish(store: &ChallengeStore) -> crate::challenge::Presented {
         store.publish(
-            publication(
+            test_publication(
                 ChallengeKind::Http01,
                 &Identifier::dns("x.test"),
                 "tok_1-A",

@@ -8,42 +8,45 @@ pub mod tls_alpn;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::acme::solver::{Published, Solver};
-use crate::acme::types::Identifier;
-use crate::error::Result;
+use crate::acme::jws::dns01_value;
+use crate::acme::records;
+use crate::acme::solver::{Published, Solver, Task};
+use crate::error::{Error, Result};
 
 pub use crate::acme::solver::ChallengeKind;
 
-/// What must be published to prove control of `identifier` (the authorization's identifier,
-/// without any `*.`) with a `kind` challenge, given the key authorization for its token.
-pub fn publication(
-    kind: ChallengeKind,
-    identifier: &Identifier,
-    token: &str,
-    key_authorization: &str,
-) -> Result<Publication> {
-    Ok(match kind {
+/// What must be published to answer `task`.
+pub fn publication(task: &Task<'_>) -> Result<Publication> {
+    let identifier = &task.identifier.value;
+    Ok(match task.kind {
         ChallengeKind::Http01 => Publication::Http {
-            token: token.to_owned(),
-            key_authorization: key_authorization.to_owned(),
+            token: task.token.to_owned(),
+            key_authorization: task.key_authorization.to_owned(),
         },
         ChallengeKind::Dns01 => Publication::Dns {
-            name: dns_challenge_name(&identifier.value),
-            value: crate::acme::jws::dns01_value(key_authorization),
+            name: records::dns01_name(identifier),
+            value: dns01_value(task.key_authorization),
         },
+        ChallengeKind::DnsAccount01 => Publication::Dns {
+            name: records::dns_account01_name(identifier, task.account_url),
+            value: dns01_value(task.key_authorization),
+        },
+        ChallengeKind::DnsPersist01 => {
+            let issuer = task.issuer_domain_names.first().ok_or_else(|| {
+                Error::Local(format!(
+                    "the CA's dns-persist-01 challenge for {identifier} names no issuer domain"
+                ))
+            })?;
+            Publication::Dns {
+                name: records::dns_persist01_name(identifier),
+                value: records::dns_persist01_value(issuer, task.account_url, task.wildcard, None),
+            }
+        }
         ChallengeKind::TlsAlpn01 => Publication::TlsAlpn {
-            server_name: tls_alpn::server_name(identifier),
-            cert: tls_alpn::validation_cert(identifier, key_authorization)?,
+            server_name: tls_alpn::server_name(task.identifier),
+            cert: tls_alpn::validation_cert(task.identifier, task.key_authorization)?,
         },
     })
-}
-
-/// The owner name of the dns-01 TXT record for `identifier` (RFC 8555 §8.4), lowercase, no final dot.
-pub fn dns_challenge_name(identifier: &str) -> String {
-    format!(
-        "_acme-challenge.{}",
-        identifier.trim_end_matches('.').to_ascii_lowercase()
-    )
 }
 
 /// One answer to publish for the duration of a challenge.
@@ -163,16 +166,30 @@ impl ChallengeStore {
 }
 
 impl Solver for ChallengeStore {
-    fn present(
-        &self,
-        kind: ChallengeKind,
-        identifier: &Identifier,
-        token: &str,
-        key_authorization: &str,
-    ) -> Result<Published> {
-        let answer = publication(kind, identifier, token, key_authorization)?;
+    fn present(&self, task: &Task<'_>) -> Result<Published> {
+        let answer = publication(task)?;
         Ok(Published::new(self.publish(answer)))
     }
+}
+
+/// [`publication`] for tests: account `https://ca.test/acct/1`, no issuer domains, not a
+/// wildcard.
+#[doc(hidden)]
+pub fn test_publication(
+    kind: ChallengeKind,
+    identifier: &crate::acme::types::Identifier,
+    token: &str,
+    key_authorization: &str,
+) -> Result<Publication> {
+    publication(&Task {
+        kind,
+        identifier,
+        wildcard: false,
+        token,
+        key_authorization,
+        account_url: "https://ca.test/acct/1",
+        issuer_domain_names: &[],
+    })
 }
 
 /// A published answer; dropping it cleans it up.
@@ -191,18 +208,19 @@ impl Drop for Presented {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::acme::types::Identifier;
 
     #[test]
     fn a_name_and_its_wildcard_share_one_txt_name() {
         let store = ChallengeStore::new();
-        let a = publication(
+        let a = test_publication(
             ChallengeKind::Dns01,
             &Identifier::dns("Example.test"),
             "t1",
             "t1.thumb",
         )
         .unwrap();
-        let b = publication(
+        let b = test_publication(
             ChallengeKind::Dns01,
             &Identifier::dns("example.test"),
             "t2",
@@ -223,7 +241,7 @@ mod tests {
     fn http_answer_lives_as_long_as_its_guard() {
         let store = ChallengeStore::new();
         let guard = store.publish(
-            publication(
+            test_publication(
                 ChallengeKind::Http01,
                 &Identifier::dns("x.test"),
                 "tok",

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use acme_client::acme::types::Identifier;
 use acme_client::challenge::dns::{DnsHandler, serve};
-use acme_client::challenge::{ChallengeKind, ChallengeStore, publication};
+use acme_client::challenge::{ChallengeKind, ChallengeStore};
+
+use crate::harness::publication;
 use hickory_server::proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_server::proto::rr::{Name, RData, RecordType};
 use hickory_server::proto::serialize::binary::{BinDecodable, BinEncodable};

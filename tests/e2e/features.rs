@@ -26,10 +26,6 @@ async fn obtain(
     (summary, client)
 }
 
-fn leaf_of(client: &Client) -> CertificateDer<'static> {
-    CertificateDer::from_pem_file(client.out.path().join("cert.pem")).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_alpn_01_then_the_same_port_serves_the_certificate() {
     acme_client::install_crypto_provider();

@@ -764,3 +764,11 @@ pub async fn http_get_at(addr: &str, port: u16, path: &str) -> std::io::Result<S
     tcp.read_to_string(&mut text).await?;
     Ok(text)
 }
+
+pub use acme_client::challenge::test_publication as publication;
+
+/// The certificate the client wrote to `cert.pem` in its `--out`.
+pub fn leaf_of(client: &Client) -> CertificateDer<'static> {
+    use rustls_pki_types::pem::PemObject as _;
+    CertificateDer::from_pem_file(client.out.path().join("cert.pem")).unwrap()
+}

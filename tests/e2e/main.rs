@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod dns;
+mod dns_kinds;
 mod faults;
 mod features;
 mod frontend;

@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use acme_client::acme::types::Identifier;
-use acme_client::challenge::{ChallengeKind, ChallengeStore, http, publication};
+use acme_client::challenge::{ChallengeKind, ChallengeStore, http};
 use acme_client::serve::{Limits, serve, shutdown};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::*;
+use crate::harness::publication;
 
 async fn start(handler: acme_client::serve::Handler) -> (u16, CancellationToken) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
