@@ -62,9 +62,17 @@ pub async fn run(config: Config) -> Result<()> {
     let reload = Arc::new(Notify::new());
     tasks.spawn(reload_on_sighup(reload.clone(), cancel.clone()));
     let served = Served::default();
-    let store = ChallengeStore::new();
+    let store = match &config.delegation {
+        Some(delegation) => ChallengeStore::delegating(delegation.clone()),
+        None => ChallengeStore::new(),
+    };
     if let Some((udp, tcp)) = listeners.dns {
-        let dns = dns::DnsHandler::new(&config.names, config.record, store.clone())?;
+        // With --dns-zone, the server is authoritative for that zone only.
+        let zones = match &config.delegation {
+            Some(delegation) => vec![delegation.zone().to_owned()],
+            None => config.names.clone(),
+        };
+        let dns = dns::DnsHandler::new(&zones, config.record, store.clone())?;
         tasks.spawn(dns::serve(udp, tcp, dns, cancel.clone()));
     }
     if let Some(listener) = listeners.http {

@@ -1,7 +1,7 @@
 //! The command line: clap parses raw arguments, then [`Cli::validate`] turns them into a
 //! [`Config`] whose every value is known to be usable. Nothing here touches the network.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use crate::acme::machine::{CertRequest, Eab};
 use crate::acme::policy::RateLimits;
 use crate::cert::{KeyType, UserCsr};
 use crate::challenge::ChallengeKind;
+use crate::challenge::delegation::Delegation;
 use crate::error::{Error, Result};
 
 /// Most names one certificate may carry (Let's Encrypt's limit, and ours).
@@ -148,6 +149,22 @@ pub struct IssueArgs {
     /// with http01 and tlsalpn01; dns01 always runs it)
     #[arg(long, value_name = "IPv4", help_heading = "The certificate")]
     pub record: Option<Ipv4Addr>,
+
+    /// Answer DNS challenges inside this delegated zone only: each _acme-challenge.NAME is a
+    /// CNAME to a name in ZONE (the records are printed and checked before ordering); dns01,
+    /// dnsaccount01 and dnspersist01
+    #[arg(long, value_name = "ZONE", help_heading = "The certificate")]
+    pub dns_zone: Option<String>,
+
+    /// The resolver that checks --dns-zone's CNAME records, as IP or IP:PORT [default: the
+    /// system's, from /etc/resolv.conf]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        requires = "dns_zone",
+        help_heading = "The certificate"
+    )]
+    pub resolver: Option<String>,
 
     /// Type of the certificate's key
     #[arg(
@@ -425,6 +442,8 @@ pub struct Config {
     pub public_ca: Option<&'static str>,
     pub rate_limits: RateLimits,
     pub record: Option<Ipv4Addr>,
+    /// `--dns-zone` (with `--resolver`): DNS challenges answered inside a delegated zone.
+    pub delegation: Option<Delegation>,
     /// Normalised names (lowercase, no final dot; IP addresses in canonical form), duplicates
     /// removed, in the order given.
     pub names: Vec<String>,
@@ -658,6 +677,11 @@ impl IssueArgs {
             }
         }
         check_contacts(&self.contact)?;
+        let delegation = self
+            .dns_zone
+            .as_deref()
+            .map(|zone| delegation(zone, self.resolver.as_deref(), challenge))
+            .transpose()?;
         let upstream = self
             .upstream
             .as_deref()
@@ -704,6 +728,7 @@ impl IssueArgs {
             dir,
             rate_limits,
             record: self.record,
+            delegation,
             names,
             revoke: self.revoke,
             ca_bundle,
@@ -826,6 +851,38 @@ fn normalize_identifier(raw: &str, challenge: ChallengeKind) -> Result<String> {
         )));
     }
     Ok(name)
+}
+
+/// `--dns-zone ZONE [--resolver ADDR]`, checked.
+fn delegation(zone: &str, resolver: Option<&str>, challenge: ChallengeKind) -> Result<Delegation> {
+    if !challenge.uses_dns() {
+        return Err(Error::Usage(format!(
+            "--dns-zone is for the DNS challenges, not {}; use dns01, dnsaccount01 or dnspersist01",
+            challenge.acme_type()
+        )));
+    }
+    let zone = normalize_name(zone).map_err(|why| {
+        Error::Usage(format!(
+            "--dns-zone {zone:?} is not a valid DNS name: {why}"
+        ))
+    })?;
+    if zone.starts_with("*.") {
+        return Err(Error::Usage(format!(
+            "--dns-zone {zone:?} is a wildcard; give the zone's own name"
+        )));
+    }
+    let resolver = resolver
+        .map(|raw| {
+            raw.parse::<SocketAddr>()
+                .or_else(|_| raw.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                .map_err(|_| {
+                    Error::Usage(format!(
+                        "--resolver {raw:?} is not an address; give IP or IP:PORT (e.g. 127.0.0.1:53)"
+                    ))
+                })
+        })
+        .transpose()?;
+    Ok(Delegation::new(&zone, resolver))
 }
 
 /// A `--persist-until` value: seconds since 1970, or an RFC 3339 date and time.

@@ -25,6 +25,9 @@ pub mod exit {
     pub const BIND: u8 = 6;
     /// The deploy hook failed (the new files are in place).
     pub const HOOK: u8 = 7;
+    /// Something outside acme-client that the run depends on is not in place (`--dns-zone`'s
+    /// CNAME records).
+    pub const SETUP: u8 = 8;
     /// Shut down (signal or `GET /shutdown`) before the certificate was obtained.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -105,6 +108,10 @@ pub enum Error {
     )]
     Hook { command: String, status: String },
 
+    /// Something outside acme-client that the run depends on is not in place.
+    #[error("{0}")]
+    Setup(String),
+
     /// Shutdown was requested before the certificate was obtained.
     #[error("shut down before the certificate was obtained")]
     Interrupted,
@@ -140,6 +147,7 @@ impl Error {
             Error::Timeout { .. } | Error::RetryLater { .. } => exit::TIMEOUT,
             Error::Interrupted => exit::INTERRUPTED,
             Error::Hook { .. } => exit::HOOK,
+            Error::Setup(_) => exit::SETUP,
             Error::Io { .. } | Error::Local(_) => exit::LOCAL,
             Error::Step { source, .. } => source.exit_code(),
         }

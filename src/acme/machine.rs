@@ -272,7 +272,7 @@ impl Step {
                 acme.restore_nonce(nonce);
                 Ok(Step::Account { acme, renewal })
             }
-            Step::Account { acme, renewal } => open_account(plan, acme, renewal).await,
+            Step::Account { acme, renewal } => open_account(plan, rt, acme, renewal).await,
             Step::Order { session } => place_order(plan, session).await,
             Step::Authorizations { order, key } => {
                 let reused = authorize_all(plan, rt, &order).await?;
@@ -482,8 +482,14 @@ fn terms(acme: &Transport) -> Option<String> {
         .and_then(|m| m.terms_of_service.clone())
 }
 
-/// Finds or creates the account.
-async fn open_account(plan: &Plan, acme: Transport, renewal: Renewal) -> Result<Step> {
+/// Finds or creates the account, then lets the solver check what it needs outside this process
+/// (it may depend on the account URL), before anything is ordered.
+async fn open_account(
+    plan: &Plan,
+    rt: &Runtime,
+    acme: Transport,
+    renewal: Renewal,
+) -> Result<Step> {
     let new = NewAccount {
         contacts: plan.contacts.clone(),
         eab: plan.eab.clone(),
@@ -491,6 +497,9 @@ async fn open_account(plan: &Plan, acme: Transport, renewal: Renewal) -> Result<
     let (account_url, account_created) =
         account::find_or_create(&acme, plan.account_known, &new).await?;
     acme.set_kid(account_url.clone());
+    rt.solver
+        .prepare(plan.kind, &plan.names, &account_url)
+        .await?;
     Ok(Step::Order {
         session: Session {
             acme,

@@ -4,6 +4,19 @@
 
 use data_encoding::BASE32_NOPAD;
 
+use super::solver::ChallengeKind;
+
+/// The owner name of the TXT record a DNS challenge of `kind` looks up for `identifier` (any
+/// `*.` dropped), for account `account_url`; None for challenges not answered in DNS.
+pub fn record_name(kind: ChallengeKind, identifier: &str, account_url: &str) -> Option<String> {
+    match kind {
+        ChallengeKind::Dns01 => Some(dns01_name(identifier)),
+        ChallengeKind::DnsAccount01 => Some(dns_account01_name(identifier, account_url)),
+        ChallengeKind::DnsPersist01 => Some(dns_persist01_name(identifier)),
+        ChallengeKind::Http01 | ChallengeKind::TlsAlpn01 => None,
+    }
+}
+
 /// The owner name of the dns-01 TXT record for `identifier` (RFC 8555 §8.4), lowercase, no final
 /// dot.
 pub fn dns01_name(identifier: &str) -> String {

@@ -88,7 +88,20 @@ impl std::fmt::Debug for Published {
 }
 
 /// Publishes answers to challenges.
+#[async_trait::async_trait]
 pub trait Solver: Send + Sync + std::fmt::Debug {
+    /// Checks, once the account is known and before anything is ordered, that what the solver
+    /// depends on outside this process is in place (`--dns-zone`: the CNAME records). `names`
+    /// are the requested identifiers, `*.` kept.
+    async fn prepare(
+        &self,
+        _kind: ChallengeKind,
+        _names: &[String],
+        _account_url: &str,
+    ) -> Result<()> {
+        Ok(())
+    }
+
     /// Publishes the answer to one challenge.
     fn present(&self, task: &Task<'_>) -> Result<Published>;
 }

@@ -1,6 +1,7 @@
 //! Challenge state shared by the ACME machine (which presents and cleans up) and the DNS and
 //! http-01 servers (which read). One source of truth behind a cheap `Clone` handle.
 
+pub mod delegation;
 pub mod dns;
 pub mod http;
 pub mod tls_alpn;
@@ -12,6 +13,7 @@ use crate::acme::jws::dns01_value;
 use crate::acme::records;
 use crate::acme::solver::{Published, Solver, Task};
 use crate::error::{Error, Result};
+use delegation::Delegation;
 
 pub use crate::acme::solver::ChallengeKind;
 
@@ -23,12 +25,8 @@ pub fn publication(task: &Task<'_>) -> Result<Publication> {
             token: task.token.to_owned(),
             key_authorization: task.key_authorization.to_owned(),
         },
-        ChallengeKind::Dns01 => Publication::Dns {
-            name: records::dns01_name(identifier),
-            value: dns01_value(task.key_authorization),
-        },
-        ChallengeKind::DnsAccount01 => Publication::Dns {
-            name: records::dns_account01_name(identifier, task.account_url),
+        ChallengeKind::Dns01 | ChallengeKind::DnsAccount01 => Publication::Dns {
+            name: records::record_name(task.kind, identifier, task.account_url).unwrap_or_default(),
             value: dns01_value(task.key_authorization),
         },
         ChallengeKind::DnsPersist01 => {
@@ -79,12 +77,22 @@ struct Tables {
 #[derive(Debug, Clone, Default)]
 pub struct ChallengeStore {
     tables: Arc<RwLock<Tables>>,
+    /// `--dns-zone`: DNS answers are published at their CNAME targets inside this zone.
+    delegation: Option<Arc<Delegation>>,
 }
 
 impl ChallengeStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store that publishes DNS answers inside a delegated zone.
+    pub fn delegating(delegation: Delegation) -> Self {
+        ChallengeStore {
+            tables: Arc::default(),
+            delegation: Some(Arc::new(delegation)),
+        }
     }
 
     /// Publishes an answer. Returns a guard that removes it again when dropped, so a failed or
@@ -165,9 +173,32 @@ impl ChallengeStore {
     }
 }
 
+#[async_trait::async_trait]
 impl Solver for ChallengeStore {
+    async fn prepare(
+        &self,
+        kind: ChallengeKind,
+        names: &[String],
+        account_url: &str,
+    ) -> Result<()> {
+        let Some(delegation) = &self.delegation else {
+            return Ok(());
+        };
+        let record_names: Vec<String> = names
+            .iter()
+            .filter_map(|name| records::record_name(kind, name, account_url))
+            .collect();
+        delegation.check(&delegation.cnames(&record_names)).await
+    }
+
     fn present(&self, task: &Task<'_>) -> Result<Published> {
-        let answer = publication(task)?;
+        let answer = match (publication(task)?, &self.delegation) {
+            (Publication::Dns { name, value }, Some(delegation)) => Publication::Dns {
+                name: delegation.target(&name),
+                value,
+            },
+            (answer, _) => answer,
+        };
         Ok(Published::new(self.publish(answer)))
     }
 }
