@@ -1,12 +1,12 @@
 //! What an attacker sends the DNS server, over UDP and TCP: garbage, fuzzed packets and broken
 //! TCP framing, floods, and questions chosen for amplification. None of it stops the server, no
-//! answer grows much past its question.
+//! answer grows much past its question, and no UDP answer is larger than the query allows.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use acme_client::challenge::ChallengeStore;
 use acme_client::challenge::dns::DnsHandler;
+use acme_client::challenge::{ChallengeStore, Presented};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_server::proto::rr::{DNSClass, Name, RecordType};
@@ -273,6 +273,47 @@ async fn answers_are_small_and_odd_questions_are_refused() {
     .await;
     assert_eq!(r.metadata.response_code, ResponseCode::NoError);
     assert!(r.answers.is_empty());
+    dns.cancel.cancel();
+}
+
+/// Over UDP no answer is larger than the query allows: 512 bytes without EDNS (RFC 1035
+/// §4.2.1), else the size it advertises (RFC 6891 §6.2.5), and never more than ours (1232).
+/// What does not fit is left out and TC set (RFC 2181 §9), so the resolver asks again over TCP,
+/// which carries the whole answer.
+#[tokio::test]
+async fn udp_answers_fit_the_size_the_query_allows_and_set_tc() {
+    let dns = start().await;
+    // 30 values at one name, about 1.7 kB of TXT: more than any UDP answer may carry here.
+    let _published: Vec<Presented> = (0..30)
+        .map(|i| publish(&dns.store, &format!("t{i}")))
+        .collect();
+    let name = "_acme-challenge.zone.test.";
+    for (packet, limit) in [
+        (query(1, name, RecordType::TXT), 512),
+        (query_edns(2, name, RecordType::TXT, 0, 512), 512),
+        (query_edns(3, name, RecordType::TXT, 0, 1000), 1000),
+        (query_edns(4, name, RecordType::TXT, 0, 4096), 1232),
+    ] {
+        let raw = ask_raw(dns.addr, &packet, false).await;
+        let cut = Message::from_bytes(&raw).unwrap();
+        assert!(
+            raw.len() <= limit,
+            "{} bytes over UDP where {limit} are allowed",
+            raw.len()
+        );
+        assert!(
+            cut.metadata.truncation && cut.answers.len() < 30,
+            "limit {limit}: TC={} with {} answers",
+            cut.metadata.truncation,
+            cut.answers.len()
+        );
+        let whole = ask(dns.addr, &packet, true).await;
+        assert!(!whole.metadata.truncation);
+        assert_eq!(whole.answers.len(), 30, "limit {limit}, over TCP");
+    }
+    // An answer that fits is whole, without TC.
+    let small = ask(dns.addr, &query(5, "zone.test.", RecordType::A), false).await;
+    assert!(!small.metadata.truncation && small.answers.len() == 1);
     dns.cancel.cancel();
 }
 
