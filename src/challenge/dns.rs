@@ -25,7 +25,7 @@ const TTL: u32 = 60;
 const TXT_TTL: u32 = 0;
 /// How long an idle TCP client may hold a connection.
 const TCP_IDLE: Duration = Duration::from_secs(5);
-/// Our EDNS UDP payload size (the 2020 DNS flag day value).
+/// Our EDNS UDP payload size (the 2020 DNS flag day value): the largest UDP answer we send.
 const EDNS_PAYLOAD: u16 = 1232;
 
 /// Answers queries for the zones of the requested names.
@@ -189,7 +189,11 @@ impl RequestHandler for DnsHandler {
         metadata.response_code = answer.code;
         let edns = request.edns.as_ref().map(|asked| {
             let mut edns = Edns::new();
-            edns.set_max_payload(EDNS_PAYLOAD);
+            // hickory cuts a UDP answer (setting TC) at the size this OPT record advertises, so
+            // it carries the smaller of the requestor's size, which no UDP answer may exceed
+            // (RFC 6891 §6.2.5; below 512 counts as 512), and ours. Advertising less than we
+            // could take costs nothing: queries are small.
+            edns.set_max_payload(asked.max_payload().clamp(512, EDNS_PAYLOAD));
             // The DO bit is copied back (RFC 3225 §3); the zones are unsigned all the same.
             edns.set_dnssec_ok(asked.flags().dnssec_ok);
             edns

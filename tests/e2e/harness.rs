@@ -194,6 +194,15 @@ impl Pebble {
         .await
     }
 
+    /// The current Pebble asking `dns_server`, like [`Pebble::start_with_dns`]; `None` when it
+    /// is missing.
+    pub async fn current_with_dns(dns_port: u16, dns_server: &str) -> Option<Pebble> {
+        let bin = current_pebble_bin()?;
+        let env = [("PEBBLE_VA_NOSLEEP", "1")];
+        let dns = Some((dns_port, dns_server.to_owned()));
+        Some(Self::start_custom(bin, &env, serde_json::json!({}), None, dns).await)
+    }
+
     async fn start_custom(
         bin: PathBuf,
         env: &[(&str, &str)],
