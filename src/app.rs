@@ -211,7 +211,7 @@ pub async fn run(config: Config) -> Result<()> {
 /// The account key: loaded from its file (`--account-key`, or `account.pem` in `--out`) if it
 /// exists, and then the account is looked up first; else created there (mode 0600). Returns the
 /// key and whether it was loaded.
-fn load_account_key(config: &AccountKeyConfig) -> Result<(AccountKey, bool)> {
+pub fn load_account_key(config: &AccountKeyConfig) -> Result<(AccountKey, bool)> {
     let path = &config.path;
     let usage = |why: String| Error::Usage(format!("account key {}: {why}", path.display()));
     match std::fs::read(path) {

@@ -402,6 +402,11 @@ pub struct AccountArgs {
     #[arg(long, requires = "deactivate")]
     pub yes: bool,
 
+    /// Register the account if the key has none yet (the key is created, mode 0600, when the
+    /// file is missing), e.g. to print its records before the first certificate
+    #[arg(long, conflicts_with = "deactivate")]
+    pub create: bool,
+
     /// Print the dns-persist-01 TXT record that lets this account prove NAME (`*.NAME`: the
     /// name and everything below it) for as long as the record stays; repeatable
     #[arg(long, value_name = "NAME")]
@@ -509,6 +514,8 @@ pub struct AccountConfig {
     pub deactivate: bool,
     pub yes: bool,
     pub json: bool,
+    /// Register the account (and create the key) when missing (`--create`).
+    pub create: bool,
     /// Names (`*.` kept) to print dns-persist-01 records for.
     pub persist: Vec<String>,
     /// `persistUntil`, in seconds since the epoch.
@@ -592,6 +599,7 @@ impl Cli {
                     deactivate: args.deactivate,
                     yes: args.yes,
                     json: args.json,
+                    create: args.create,
                     persist: normalize_all(&args.persist, ChallengeKind::DnsPersist01).map_err(
                         |e| Error::Usage(e.to_string().replace("--domain", "--persist")),
                     )?,

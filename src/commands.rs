@@ -15,10 +15,10 @@ use crate::acme::client::Transport;
 use crate::acme::jws::{AccountKey, AccountKeyType};
 use crate::acme::machine::Runtime;
 use crate::acme::{account, records};
-use crate::app::{blocking, parse_key, runtime};
+use crate::app::{blocking, load_account_key, parse_key, runtime};
 use crate::cert::write_atomic;
 use crate::challenge::ChallengeStore;
-use crate::cli::{AccountConfig, Reason, RevokeConfig};
+use crate::cli::{AccountConfig, AccountKeyConfig, Reason, RevokeConfig};
 use crate::error::{Error, Result};
 
 /// `acme-client revoke`: revokes `--cert` (RFC 8555 §7.6), signed with the account key, or with
@@ -107,9 +107,30 @@ pub async fn account(config: AccountConfig) -> Result<()> {
         ));
     }
     let key_path = config.account_key.clone();
-    let key = blocking(move || read_key(&key_path, "the account key")).await?;
+    let (key, known) = if config.create {
+        let key_config = AccountKeyConfig {
+            path: key_path,
+            kind: AccountKeyType::Es256,
+        };
+        blocking(move || load_account_key(&key_config)).await?
+    } else {
+        (
+            blocking(move || read_key(&key_path, "the account key")).await?,
+            true,
+        )
+    };
     let rt = runtime(&config.ca, Arc::new(ChallengeStore::new()), started)?;
     let acme = connect(&rt, &config.ca.dir, key).await?;
+    if config.create {
+        let new = account::NewAccount {
+            contacts: config.contacts.clone(),
+            eab: None,
+        };
+        let (_, created) = account::find_or_create(&acme, known, &new)
+            .await
+            .map_err(|e| e.during("registering the account"))?;
+        info!(created, "account registered");
+    }
     let (url, mut state) = find(&acme).await?;
     acme.set_kid(url.clone());
     if !config.contacts.is_empty() {

@@ -198,3 +198,70 @@ async fn two_accounts_prove_the_same_names_at_once_with_dns_account01() {
         );
     }
 }
+
+/// dns-persist-01 for DNS hosted elsewhere (issue 11, item 6): `account --create --persist`
+/// prints the record, it is created once in the names' own zone (NSD), and the certificate is
+/// issued with nothing of acme-client's DNS server on the resolver's path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_printed_persist_record_hosted_elsewhere_proves_the_names() {
+    let names = ["persist.example.test", "*.persist.example.test"];
+    let nsd_port = free_port();
+    let options = Options {
+        qname_minimisation: true,
+        tcp_upstream: false,
+    };
+    // The resolver knows only the names' zone: acme-client's server is never asked.
+    let resolver = Resolver::start_stubs(Kind::Unbound, &[(PARENT, nsd_port)], &options);
+    let Some(pebble) = Pebble::current_with_dns(free_port(), &resolver.addr()).await else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let out_dir = out.path().to_str().unwrap();
+    let mut account = Client::spawn_exactly(&[
+        "account".into(),
+        "--dir".into(),
+        pebble.dir_url(),
+        "--ca-bundle".into(),
+        crate::harness::pebble_ca().display().to_string(),
+        "--out".into(),
+        out_dir.into(),
+        "--create".into(),
+        "--json".into(),
+        "--persist".into(),
+        names[1].into(),
+    ]);
+    account.expect_exit(0, Duration::from_secs(30)).await;
+    let printed = account.json();
+    let record = &printed["persist_records"][0];
+    let line = format!(
+        "{}. IN TXT \"{}\"",
+        record["name"].as_str().unwrap(),
+        record["value"].as_str().unwrap()
+    );
+    assert!(line.contains("; policy=wildcard"), "{line}");
+    let _nsd = Nsd::start(PARENT, &[line], nsd_port);
+    let extra = ["--no-serve", "--out", out_dir];
+    let mut client = Client::spawn_exactly(&args_on(
+        &pebble,
+        "dnspersist01",
+        &names,
+        &extra,
+        free_port(),
+    ));
+    let status = client.wait_exit(Duration::from_secs(90)).await;
+    assert_eq!(
+        status.map(|s| s.code()),
+        Some(Some(0)),
+        "{}\n--- pebble\n{}\n--- resolver\n{}",
+        client.stderr(),
+        pebble.log(),
+        resolver.log()
+    );
+    assert!(!resolver.log().contains("reply from <test.>"));
+    use rustls_pki_types::pem::PemObject as _;
+    let leaf =
+        rustls_pki_types::CertificateDer::from_pem_file(out.path().join("cert.pem")).unwrap();
+    let mut got = san_names(&leaf);
+    got.sort();
+    assert_eq!(got, ["*.persist.example.test", "persist.example.test"]);
+}
