@@ -17,4 +17,5 @@ mod proxy;
 mod resolvers;
 mod safety;
 mod serve;
+mod summary;
 mod usage;
