@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::files::{SetMeta, read_current};
 use crate::renewer::{Renewer, Served, Swap};
 use crate::serve::{self, https, shutdown};
-use crate::summary::{Summary, Validation};
+use crate::summary::{Reach, Summary, Validation};
 use tokio::sync::Notify;
 
 /// Longest wait for the servers to stop once shutdown starts (the contract says 2 s in all).
@@ -135,12 +135,12 @@ pub async fn run(config: Config) -> Result<()> {
         )
         .await?;
         if let Some(e) = outcome.revoke_error.take() {
-            report(&config, &outcome, &files, started, None, None);
+            report(&config, &outcome, &files, started, None, None).await;
             return Err(e);
         }
         let (Some(key), true) = (&outcome.key, config.serve) else {
             let hook = run_deploy_hook(&config, &outcome).await;
-            report(&config, &outcome, &files, started, None, None);
+            report(&config, &outcome, &files, started, None, None).await;
             return hook.map_or(Ok(()), Err);
         };
         let swap: Swap = {
@@ -171,7 +171,8 @@ pub async fn run(config: Config) -> Result<()> {
             started,
             https_addr,
             shutdown_addr,
-        );
+        )
+        .await;
         if let Some(addr) = https_addr {
             info!(%addr, "serving the certificate");
         }
@@ -435,7 +436,8 @@ fn leaf_public_key(pem: &[u8]) -> Option<Vec<u8>> {
     Some(cert.public_key().subject_public_key.data.to_vec())
 }
 
-fn report(
+/// Prints the summary; when serving, first finds the URL the certificate is reached under.
+async fn report(
     config: &Config,
     outcome: &Outcome,
     files: &Files,
@@ -443,14 +445,13 @@ fn report(
     https: Option<SocketAddr>,
     shutdown: Option<SocketAddr>,
 ) {
-    let summary = Summary::new(
-        outcome,
-        validation(config),
-        files,
-        started.elapsed(),
-        https,
-        shutdown,
-    );
+    // The time taken stops here: the name lookup below is not part of obtaining.
+    let elapsed = started.elapsed();
+    let reach = match https {
+        Some(addr) => Reach::find(&config.names, addr).await,
+        None => None,
+    };
+    let summary = Summary::new(outcome, validation(config), files, elapsed, reach, shutdown);
     if config.json {
         println!("{}", summary.json());
     } else {

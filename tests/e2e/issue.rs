@@ -154,7 +154,15 @@ async fn no_serve_writes_the_files_prints_json_and_exits() {
     assert_eq!(summary["names"], serde_json::json!(["script.example.test"]));
     assert_eq!(summary["challenge"], "http-01");
     assert_eq!(summary["revoked"], false);
-    assert!(summary["https"].is_null());
+    for serving in [
+        "https",
+        "https_port",
+        "https_resolves",
+        "shutdown",
+        "status",
+    ] {
+        assert!(summary[serving].is_null(), "{serving}: {summary}");
+    }
     assert!(
         summary["account_url"]
             .as_str()
@@ -169,13 +177,22 @@ async fn no_serve_writes_the_files_prints_json_and_exits() {
         events.iter().any(|e| e["kind"] == "poll"),
         "polling waits are reported"
     );
+    // Whole milliseconds (issue 12): integers, adding up exactly.
+    let ms = |v: &serde_json::Value| {
+        v.as_u64()
+            .unwrap_or_else(|| panic!("not a whole number of ms: {v}"))
+    };
     let (total, ca, own) = (
-        timings["total_ms"].as_f64().unwrap(),
-        timings["ca_wait_ms"].as_f64().unwrap(),
-        timings["overhead_ms"].as_f64().unwrap(),
+        ms(&timings["total_ms"]),
+        ms(&timings["ca_wait_ms"]),
+        ms(&timings["overhead_ms"]),
     );
-    assert!(ca > 0.0 && ca <= total, "ca_wait_ms {ca} of {total}");
-    assert!((total - ca - own).abs() < 0.01);
+    assert!(ca > 0 && ca <= total, "ca_wait_ms {ca} of {total}");
+    assert_eq!(total, ca + own);
+    for event in events {
+        ms(&event["start_ms"]);
+        ms(&event["elapsed_ms"]);
+    }
     // --timings prints the same on stderr.
     assert!(
         client.stderr().contains("waiting on the CA"),

@@ -18,4 +18,5 @@ mod proxy;
 mod resolvers;
 mod safety;
 mod serve;
+mod summary;
 mod usage;
