@@ -46,11 +46,16 @@ pub const DIRECTORY_PRESETS: &[(&str, &str)] = &[
 const DIR_HELP: &str = "ACME directory URL, or one of: letsencrypt, letsencrypt-staging, zerossl, \
 buypass, buypass-test, google, google-test, pebble (https://localhost:14000/dir)";
 
+/// The version `--version` prints: the package's, and the git commit it was built from when
+/// built in a git checkout (`0.1.0 (1a2b3c4)`, `-dirty` after the hash if sources differed; see
+/// build.rs).
+pub const VERSION: &str = env!("ACME_CLIENT_VERSION");
+
 /// Obtain certificates from an ACME CA (RFC 8555), keep them fresh, and serve them over HTTPS.
 #[derive(Debug, Parser)]
 #[command(
     name = "acme-client",
-    version,
+    version = VERSION,
     about,
     max_term_width = 100,
     subcommand_required = true,
