@@ -133,6 +133,7 @@ pub struct IssueArgs {
     /// A DNS name or IP address for the certificate (repeatable, 1 to 100; *.NAME only with
     /// dns01; IP addresses only with http01 and tlsalpn01)
     #[arg(
+        short = 'd',
         long = "domain",
         value_name = "NAME",
         allow_hyphen_values = true,
@@ -204,6 +205,10 @@ pub struct IssueArgs {
     /// A contact URL for the account, e.g. mailto:admin@example.com (repeatable)
     #[arg(long, value_name = "URL", help_heading = "The account")]
     pub contact: Vec<String>,
+
+    /// An email address for the account: --email ADDR is --contact mailto:ADDR (repeatable)
+    #[arg(long, value_name = "ADDR", help_heading = "The account")]
+    pub email: Vec<String>,
 
     /// External Account Binding key identifier from the CA
     #[arg(
@@ -367,6 +372,10 @@ pub struct AccountArgs {
     /// Set the account's contacts to these URLs (repeatable), e.g. mailto:admin@example.com
     #[arg(long, value_name = "URL")]
     pub contact: Vec<String>,
+
+    /// Set an email address as a contact: --email ADDR is --contact mailto:ADDR (repeatable)
+    #[arg(long, value_name = "ADDR")]
+    pub email: Vec<String>,
 
     /// Roll the account key over to the key in this file (created if missing); the new key
     /// replaces the account key file only once the CA has agreed (RFC 8555 §7.3.5)
@@ -538,13 +547,13 @@ impl Cli {
                 })
             }
             Command::Account(args) => {
-                check_contacts(&args.contact)?;
+                let contacts = contacts(args.contact, &args.email)?;
                 Action::Account(AccountConfig {
                     ca: args.ca.validate()?,
                     account_key: args
                         .account_key
                         .unwrap_or_else(|| args.out.join("account.pem")),
-                    contacts: args.contact,
+                    contacts,
                     rollover: args.rollover,
                     deactivate: args.deactivate,
                     yes: args.yes,
@@ -625,7 +634,7 @@ impl IssueArgs {
                 }
             }
         }
-        check_contacts(&self.contact)?;
+        let contacts = contacts(self.contact, &self.email)?;
         let upstream = self
             .upstream
             .as_deref()
@@ -692,7 +701,7 @@ impl IssueArgs {
                     .unwrap_or_else(|| self.out.join("account.pem")),
                 kind: self.account_key_type,
             },
-            contacts: self.contact,
+            contacts,
             eab,
             request,
             preferred_chain: self.preferred_chain,
@@ -734,16 +743,60 @@ impl Cli {
     }
 }
 
-/// Contacts are URLs (RFC 8555 §7.3): a bare address is refused with the fix.
-fn check_contacts(contacts: &[String]) -> Result<()> {
-    for contact in contacts {
-        if !contact.contains(':') || contact.starts_with(':') {
+/// The account's contacts: the `--contact` URLs, then a `mailto:` URL for each `--email`.
+/// Contacts are URLs (RFC 8555 §7.3): a bare address given to `--contact` is refused with the fix.
+fn contacts(urls: Vec<String>, emails: &[String]) -> Result<Vec<String>> {
+    for url in &urls {
+        if !url.contains(':') || url.starts_with(':') {
             return Err(Error::Usage(format!(
-                "--contact {contact:?} is not a URL; write it as mailto:admin@example.com"
+                "--contact {url:?} is not a URL; write it as mailto:{url} or use --email {url}"
             )));
         }
     }
-    Ok(())
+    let mut contacts = urls;
+    for email in emails {
+        check_email(email).map_err(|why| Error::Usage(format!("--email {email:?} {why}")))?;
+        contacts.push(format!("mailto:{email}"));
+    }
+    Ok(contacts)
+}
+
+/// An address `--email` can turn into a `mailto:` URL (RFC 6068) that means that one address:
+/// one `@` with something on both sides, and no space, comma or other character that would make
+/// the URL say something else. The CA checks the rest.
+fn check_email(email: &str) -> std::result::Result<(), String> {
+    const HINT: &str = "give one plain address per --email, e.g. --email admin@example.com";
+    if email.starts_with("mailto:") {
+        return Err("is a URL: give the address alone (--email admin@example.com), or pass the URL to --contact".into());
+    }
+    if let Some(c) = email
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || ",;<>\"?#%/\\".contains(*c))
+    {
+        let what = match c {
+            ',' | ';' => "a list separator".to_owned(),
+            c if c.is_whitespace() => "a space".to_owned(),
+            c if c.is_control() => "a control character".to_owned(),
+            c => format!("{c:?}"),
+        };
+        return Err(format!(
+            "is not an email address: it contains {what}; {HINT}"
+        ));
+    }
+    match email.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.') =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "is not an email address: it needs one @ between a name and a domain; {HINT}"
+        )),
+    }
 }
 
 fn sorted(names: &[String]) -> Vec<String> {
@@ -1093,6 +1146,93 @@ mod tests {
             with(&["--contact", "mailto:a@b.test"]).unwrap().contacts,
             ["mailto:a@b.test"]
         );
+    }
+
+    #[test]
+    fn short_d_is_domain_on_every_issuing_command() {
+        let config = cli(&[
+            "http01", "--dir", "pebble", "-d", "a.test", "--domain", "b.test", "-d", "c.test",
+        ])
+        .unwrap();
+        assert_eq!(config.names, ["a.test", "b.test", "c.test"]);
+        // Every command that takes names (those added later too) takes -d, and every one that
+        // takes --contact takes --email.
+        let cmd = <Cli as clap::CommandFactory>::command();
+        let mut issuing = 0;
+        for sub in cmd.get_subcommands() {
+            let arg = |id: &str| sub.get_arguments().find(|a| a.get_id() == id);
+            if let Some(domains) = arg("domains") {
+                issuing += 1;
+                assert_eq!(domains.get_short(), Some('d'), "{}", sub.get_name());
+                assert_eq!(domains.get_long(), Some("domain"), "{}", sub.get_name());
+            }
+            if arg("contact").is_some() {
+                assert!(arg("email").is_some(), "{} lacks --email", sub.get_name());
+            }
+        }
+        assert!(issuing >= 3);
+    }
+
+    #[test]
+    fn email_is_a_mailto_contact() {
+        let config = cli(&[
+            "http01",
+            "--dir",
+            "pebble",
+            "-d",
+            "a.test",
+            "--contact",
+            "mailto:a@example.test",
+            "--email",
+            "b@example.test",
+            "--email",
+            "c.d+tag@sub.example.test",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.contacts,
+            [
+                "mailto:a@example.test",
+                "mailto:b@example.test",
+                "mailto:c.d+tag@sub.example.test"
+            ]
+        );
+        let account = |more: &[&str]| {
+            let mut argv = vec!["acme-client", "account", "--dir", "pebble"];
+            argv.extend_from_slice(more);
+            Cli::try_parse_from(argv).unwrap().validate()
+        };
+        match account(&["--email", "ops@example.test"]).unwrap() {
+            Action::Account(config) => assert_eq!(config.contacts, ["mailto:ops@example.test"]),
+            other => panic!("{other:?}"),
+        }
+        for (bad, why) in [
+            ("admin", "one @"),
+            ("admin@", "one @"),
+            ("@example.test", "one @"),
+            ("a@b@example.test", "one @"),
+            ("admin@.example.test", "one @"),
+            ("admin @example.test", "a space"),
+            ("a@example.test,b@example.test", "a list separator"),
+            ("a@example.test;b@example.test", "a list separator"),
+            ("a@example.test?subject=x", "'?'"),
+            ("mailto:a@example.test", "is a URL"),
+            ("", "one @"),
+        ] {
+            for err in [
+                cli(&["http01", "--dir", "pebble", "-d", "a.test", "--email", bad]).map(|_| ()),
+                account(&["--email", bad]).map(|_| ()),
+            ] {
+                match err {
+                    Err(Error::Usage(m)) => {
+                        assert!(m.starts_with(&format!("--email {bad:?} ")), "{m}");
+                        assert!(m.contains(why), "{bad:?}: {m}");
+                        assert!(!m.contains('\n'), "{m}");
+                    }
+                    other => panic!("{bad:?}: {other:?}"),
+                }
+            }
+        }
     }
 
     #[test]
