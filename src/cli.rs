@@ -857,21 +857,65 @@ pub fn public_ca(dir: &str) -> Option<&'static str> {
         .map(|(name, _)| *name)
 }
 
+/// `--dir` as a directory URL: a preset's, or an https URL. A value that is neither gets the
+/// likeliest meaning in its message: the closest preset name, or the URL it lacks a scheme for.
 fn validate_dir(raw: &str) -> Result<String> {
     if let Some((_, url)) = DIRECTORY_PRESETS.iter().find(|(name, _)| *name == raw) {
         return Ok((*url).to_owned());
     }
-    let url = reqwest::Url::parse(raw).map_err(|e| {
-        Error::Usage(format!(
-            "--dir {raw:?} is not a URL ({e}); give the CA's directory, e.g. https://127.0.0.1:14000/dir"
-        ))
-    })?;
+    // `localhost:14000/dir` parses as a URL with the scheme `localhost`: no `://`, no URL meant.
+    let url = match reqwest::Url::parse(raw) {
+        Ok(url) if raw.contains("://") => url,
+        _ => return Err(Error::Usage(not_a_dir(raw))),
+    };
     if url.scheme() != "https" || url.host().is_none() {
         return Err(Error::Usage(format!(
             "--dir {raw:?} must be an https:// URL with a host (RFC 8555 §6.1 requires HTTPS)"
         )));
     }
     Ok(url.to_string())
+}
+
+/// The message for a `--dir` that is neither a preset name nor a URL.
+fn not_a_dir(raw: &str) -> String {
+    let with_scheme = format!("https://{raw}");
+    let host_and_path = raw.contains(['.', '/', ':'])
+        && reqwest::Url::parse(&with_scheme).is_ok_and(|url| url.host().is_some());
+    match closest_preset(raw) {
+        // A slip of a letter or two is a preset; otherwise what looks like a host is a URL.
+        Some((preset, edits)) if edits <= 2 || !host_and_path => {
+            return format!(
+                "--dir {raw:?} is not a preset name or a URL; did you mean `{preset}`?"
+            );
+        }
+        _ if host_and_path => {
+            return format!("--dir {raw:?} is not a URL; did you mean {with_scheme}?");
+        }
+        _ => {}
+    }
+    let presets: Vec<&str> = DIRECTORY_PRESETS.iter().map(|(name, _)| *name).collect();
+    format!(
+        "--dir {raw:?} is neither a URL nor a preset name; give the CA's directory URL \
+         (https://...) or one of: {}",
+        presets.join(", ")
+    )
+}
+
+/// The preset name `raw` most likely misspells, if any is close enough: a few typed letters
+/// off, or a similar spelling (Jaro-Winkler, as clap suggests flags), case aside. With the
+/// number of edits (Damerau-Levenshtein) between them.
+fn closest_preset(raw: &str) -> Option<(&'static str, usize)> {
+    let raw = raw.to_ascii_lowercase();
+    DIRECTORY_PRESETS
+        .iter()
+        .map(|(name, _)| {
+            let edits = strsim::damerau_levenshtein(&raw, name);
+            let likeness = strsim::jaro_winkler(&raw, name);
+            (*name, edits, likeness)
+        })
+        .filter(|(_, edits, likeness)| *edits <= 2 || *likeness >= 0.85)
+        .min_by(|a, b| a.1.cmp(&b.1).then(b.2.total_cmp(&a.2)))
+        .map(|(name, edits, _)| (name, edits))
 }
 
 fn load_ca_bundle(path: PathBuf) -> Result<CaBundle> {
@@ -1232,6 +1276,55 @@ mod tests {
                     other => panic!("{bad:?}: {other:?}"),
                 }
             }
+        }
+    }
+
+    #[test]
+    fn misspelled_presets_get_the_closest_one() {
+        for (typo, preset) in [
+            ("letsencrypt-stagign", "letsencrypt-staging"),
+            ("letsencrypt_staging", "letsencrypt-staging"),
+            ("lets-encrypt-staging", "letsencrypt-staging"),
+            ("letsencrypt-stage", "letsencrypt-staging"),
+            ("LetsEncrypt", "letsencrypt"),
+            ("letsencrypt2", "letsencrypt"),
+            ("letsencript", "letsencrypt"),
+            ("pebbel", "pebble"),
+            ("zerosl", "zerossl"),
+            ("googel-test", "google-test"),
+            ("buypass-tst", "buypass-test"),
+        ] {
+            let err = validate_dir(typo).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("did you mean `{preset}`?")),
+                "{typo}: {err}"
+            );
+        }
+        // What looks like a host gets the scheme it lacks.
+        for (raw, url) in [
+            ("localhost:14000/dir", "https://localhost:14000/dir"),
+            (
+                "acme.example.test/directory",
+                "https://acme.example.test/directory",
+            ),
+        ] {
+            let err = validate_dir(raw).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("did you mean {url}?")),
+                "{raw}: {err}"
+            );
+        }
+        // Anything else is told what is accepted.
+        for raw in ["nonsense", "staging", "", "-"] {
+            let err = validate_dir(raw).unwrap_err().to_string();
+            assert!(
+                err.contains("neither a URL nor a preset name"),
+                "{raw}: {err}"
+            );
+            for (name, _) in DIRECTORY_PRESETS {
+                assert!(err.contains(name), "{raw}: {err}");
+            }
+            assert!(!err.contains("relative URL"), "{err}");
         }
     }
 

@@ -295,3 +295,29 @@ fn email_not_an_address() {
         "or use --email admin@example.test",
     );
 }
+
+#[test]
+fn dir_preset_misspelled() {
+    for (args, expect) in [
+        (
+            &["http01", "--dir", "letsencrypt-stagign", "-d", "a.test"][..],
+            "--dir \"letsencrypt-stagign\" is not a preset name or a URL; did you mean `letsencrypt-staging`?",
+        ),
+        (
+            &["revoke", "--dir", "pebbel", "--cert", "cert.pem"],
+            "did you mean `pebble`?",
+        ),
+        (
+            &["account", "--dir", "localhost:14000/dir"],
+            "did you mean https://localhost:14000/dir?",
+        ),
+        (
+            &["dns01", "--dir", "nonsense", "-d", "a.test"],
+            "--dir \"nonsense\" is neither a URL nor a preset name; give the CA's directory URL \
+             (https://...) or one of: letsencrypt, letsencrypt-staging, zerossl,",
+        ),
+    ] {
+        refused(args, expect);
+        assert!(!run(args).1.contains("relative URL"));
+    }
+}
