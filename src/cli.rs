@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+pub use clap_complete::Shell;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 
@@ -15,6 +16,9 @@ use crate::acme::policy::RateLimits;
 use crate::cert::{KeyType, UserCsr};
 use crate::challenge::ChallengeKind;
 use crate::error::{Error, Result};
+
+mod help;
+pub use help::{completions, manpage};
 
 /// Most names one certificate may carry (Let's Encrypt's limit, and ours).
 pub const MAX_NAMES: usize = 100;
@@ -57,6 +61,7 @@ pub const VERSION: &str = env!("ACME_CLIENT_VERSION");
     name = "acme-client",
     version = VERSION,
     about,
+    after_help = help::examples(help::TOP),
     max_term_width = 100,
     subcommand_required = true,
     arg_required_else_help = true
@@ -79,17 +84,32 @@ pub struct Cli {
 pub enum Command {
     /// Obtain a certificate proving control with http-01: the CA fetches
     /// http://NAME/.well-known/acme-challenge/TOKEN from --http-port
+    #[command(after_help = help::examples(help::HTTP01))]
     Http01(IssueArgs),
     /// Obtain a certificate proving control with dns-01: the CA looks up TXT _acme-challenge.NAME
     /// on our DNS server (--dns-port)
+    #[command(after_help = help::examples(help::DNS01))]
     Dns01(IssueArgs),
     /// Obtain a certificate proving control with tls-alpn-01: the CA connects to --https-port with
     /// ALPN acme-tls/1 (RFC 8737)
+    #[command(after_help = help::examples(help::TLSALPN01))]
     Tlsalpn01(IssueArgs),
     /// Revoke a certificate obtained earlier (RFC 8555 §7.6)
+    #[command(after_help = help::examples(help::REVOKE))]
     Revoke(RevokeArgs),
     /// Show the ACME account, update its contacts, roll its key over or deactivate it
+    #[command(after_help = help::examples(help::ACCOUNT))]
     Account(AccountArgs),
+    /// Print a shell completion script to stdout
+    #[command(after_help = help::examples(help::COMPLETIONS))]
+    Completions {
+        /// The shell to complete in
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print this program's manual page (roff) to stdout
+    #[command(after_help = help::examples(help::MANPAGE))]
+    Manpage,
 }
 
 /// How to reach the CA; shared by every command.
@@ -493,6 +513,10 @@ pub enum Action {
     Issue(Box<Config>),
     Revoke(RevokeConfig),
     Account(AccountConfig),
+    /// Print the completion script for this shell.
+    Completions(Shell),
+    /// Print the manual page.
+    Manpage,
 }
 
 impl Config {
@@ -560,6 +584,8 @@ impl Cli {
                     json: args.json,
                 })
             }
+            Command::Completions { shell } => Action::Completions(shell),
+            Command::Manpage => Action::Manpage,
         })
     }
 }
