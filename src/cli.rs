@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+pub use clap_complete::Shell;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 
@@ -16,6 +17,9 @@ use crate::cert::{KeyType, UserCsr};
 use crate::challenge::ChallengeKind;
 use crate::challenge::delegation::Delegation;
 use crate::error::{Error, Result};
+
+mod help;
+pub use help::{completions, manpage};
 
 /// Most names one certificate may carry (Let's Encrypt's limit, and ours).
 pub const MAX_NAMES: usize = 100;
@@ -47,12 +51,18 @@ pub const DIRECTORY_PRESETS: &[(&str, &str)] = &[
 const DIR_HELP: &str = "ACME directory URL, or one of: letsencrypt, letsencrypt-staging, zerossl, \
 buypass, buypass-test, google, google-test, pebble (https://localhost:14000/dir)";
 
+/// The version `--version` prints: the package's, and the git commit it was built from when
+/// built in a git checkout (`0.1.0 (1a2b3c4)`, `-dirty` after the hash if sources differed; see
+/// build.rs).
+pub const VERSION: &str = env!("ACME_CLIENT_VERSION");
+
 /// Obtain certificates from an ACME CA (RFC 8555), keep them fresh, and serve them over HTTPS.
 #[derive(Debug, Parser)]
 #[command(
     name = "acme-client",
-    version,
+    version = VERSION,
     about,
+    after_help = help::examples(help::TOP),
     max_term_width = 100,
     subcommand_required = true,
     arg_required_else_help = true
@@ -75,26 +85,43 @@ pub struct Cli {
 pub enum Command {
     /// Obtain a certificate proving control with http-01: the CA fetches
     /// http://NAME/.well-known/acme-challenge/TOKEN from --http-port
+    #[command(after_help = help::examples(help::HTTP01))]
     Http01(IssueArgs),
     /// Obtain a certificate proving control with dns-01: the CA looks up TXT _acme-challenge.NAME
     /// on our DNS server (--dns-port)
+    #[command(after_help = help::examples(help::DNS01))]
     Dns01(IssueArgs),
     /// Obtain a certificate proving control with tls-alpn-01: the CA connects to --https-port with
     /// ALPN acme-tls/1 (RFC 8737)
+    #[command(after_help = help::examples(help::TLSALPN01))]
     Tlsalpn01(IssueArgs),
     /// Obtain a certificate proving control with dns-account-01: the CA looks up TXT
     /// _<account label>._acme-challenge.NAME on our DNS server, so several accounts can prove the
     /// same name at once (draft-ietf-acme-dns-account-label)
+    #[command(after_help = help::examples(help::DNSACCOUNT01))]
     Dnsaccount01(IssueArgs),
     /// Obtain a certificate proving control with dns-persist-01: the CA looks up a lasting TXT
     /// _validation-persist.NAME naming the CA and this account, answered by our DNS server
     /// (draft-ietf-acme-dns-persist; `account --persist NAME` prints the record for DNS hosted
     /// elsewhere)
+    #[command(after_help = help::examples(help::DNSPERSIST01))]
     Dnspersist01(IssueArgs),
     /// Revoke a certificate obtained earlier (RFC 8555 §7.6)
+    #[command(after_help = help::examples(help::REVOKE))]
     Revoke(RevokeArgs),
     /// Show the ACME account, update its contacts, roll its key over or deactivate it
+    #[command(after_help = help::examples(help::ACCOUNT))]
     Account(AccountArgs),
+    /// Print a shell completion script to stdout
+    #[command(after_help = help::examples(help::COMPLETIONS))]
+    Completions {
+        /// The shell to complete in
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print this program's manual page (roff) to stdout
+    #[command(after_help = help::examples(help::MANPAGE))]
+    Manpage,
 }
 
 /// How to reach the CA; shared by every command.
@@ -138,6 +165,7 @@ pub struct IssueArgs {
     /// A DNS name or IP address for the certificate (repeatable, 1 to 100; *.NAME only with
     /// dns01; IP addresses only with http01 and tlsalpn01)
     #[arg(
+        short = 'd',
         long = "domain",
         value_name = "NAME",
         allow_hyphen_values = true,
@@ -225,6 +253,10 @@ pub struct IssueArgs {
     /// A contact URL for the account, e.g. mailto:admin@example.com (repeatable)
     #[arg(long, value_name = "URL", help_heading = "The account")]
     pub contact: Vec<String>,
+
+    /// An email address for the account: --email ADDR is --contact mailto:ADDR (repeatable)
+    #[arg(long, value_name = "ADDR", help_heading = "The account")]
+    pub email: Vec<String>,
 
     /// External Account Binding key identifier from the CA
     #[arg(
@@ -389,6 +421,10 @@ pub struct AccountArgs {
     #[arg(long, value_name = "URL")]
     pub contact: Vec<String>,
 
+    /// Set an email address as a contact: --email ADDR is --contact mailto:ADDR (repeatable)
+    #[arg(long, value_name = "ADDR")]
+    pub email: Vec<String>,
+
     /// Roll the account key over to the key in this file (created if missing); the new key
     /// replaces the account key file only once the CA has agreed (RFC 8555 §7.3.5)
     #[arg(long, value_name = "NEWKEY", conflicts_with = "deactivate")]
@@ -528,6 +564,10 @@ pub enum Action {
     Issue(Box<Config>),
     Revoke(RevokeConfig),
     Account(AccountConfig),
+    /// Print the completion script for this shell.
+    Completions(Shell),
+    /// Print the manual page.
+    Manpage,
 }
 
 impl Config {
@@ -588,13 +628,13 @@ impl Cli {
                 })
             }
             Command::Account(args) => {
-                check_contacts(&args.contact)?;
+                let contacts = contacts(args.contact, &args.email)?;
                 Action::Account(AccountConfig {
                     ca: args.ca.validate()?,
                     account_key: args
                         .account_key
                         .unwrap_or_else(|| args.out.join("account.pem")),
-                    contacts: args.contact,
+                    contacts,
                     rollover: args.rollover,
                     deactivate: args.deactivate,
                     yes: args.yes,
@@ -610,6 +650,8 @@ impl Cli {
                         .transpose()?,
                 })
             }
+            Command::Completions { shell } => Action::Completions(shell),
+            Command::Manpage => Action::Manpage,
         })
     }
 }
@@ -684,7 +726,7 @@ impl IssueArgs {
                 }
             }
         }
-        check_contacts(&self.contact)?;
+        let contacts = contacts(self.contact, &self.email)?;
         let delegation = self
             .dns_zone
             .as_deref()
@@ -757,7 +799,7 @@ impl IssueArgs {
                     .unwrap_or_else(|| self.out.join("account.pem")),
                 kind: self.account_key_type,
             },
-            contacts: self.contact,
+            contacts,
             eab,
             request,
             preferred_chain: self.preferred_chain,
@@ -799,16 +841,60 @@ impl Cli {
     }
 }
 
-/// Contacts are URLs (RFC 8555 §7.3): a bare address is refused with the fix.
-fn check_contacts(contacts: &[String]) -> Result<()> {
-    for contact in contacts {
-        if !contact.contains(':') || contact.starts_with(':') {
+/// The account's contacts: the `--contact` URLs, then a `mailto:` URL for each `--email`.
+/// Contacts are URLs (RFC 8555 §7.3): a bare address given to `--contact` is refused with the fix.
+fn contacts(urls: Vec<String>, emails: &[String]) -> Result<Vec<String>> {
+    for url in &urls {
+        if !url.contains(':') || url.starts_with(':') {
             return Err(Error::Usage(format!(
-                "--contact {contact:?} is not a URL; write it as mailto:admin@example.com"
+                "--contact {url:?} is not a URL; write it as mailto:{url} or use --email {url}"
             )));
         }
     }
-    Ok(())
+    let mut contacts = urls;
+    for email in emails {
+        check_email(email).map_err(|why| Error::Usage(format!("--email {email:?} {why}")))?;
+        contacts.push(format!("mailto:{email}"));
+    }
+    Ok(contacts)
+}
+
+/// An address `--email` can turn into a `mailto:` URL (RFC 6068) that means that one address:
+/// one `@` with something on both sides, and no space, comma or other character that would make
+/// the URL say something else. The CA checks the rest.
+fn check_email(email: &str) -> std::result::Result<(), String> {
+    const HINT: &str = "give one plain address per --email, e.g. --email admin@example.com";
+    if email.starts_with("mailto:") {
+        return Err("is a URL: give the address alone (--email admin@example.com), or pass the URL to --contact".into());
+    }
+    if let Some(c) = email
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || ",;<>\"?#%/\\".contains(*c))
+    {
+        let what = match c {
+            ',' | ';' => "a list separator".to_owned(),
+            c if c.is_whitespace() => "a space".to_owned(),
+            c if c.is_control() => "a control character".to_owned(),
+            c => format!("{c:?}"),
+        };
+        return Err(format!(
+            "is not an email address: it contains {what}; {HINT}"
+        ));
+    }
+    match email.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.') =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "is not an email address: it needs one @ between a name and a domain; {HINT}"
+        )),
+    }
 }
 
 fn sorted(names: &[String]) -> Vec<String> {
@@ -915,21 +1001,65 @@ pub fn public_ca(dir: &str) -> Option<&'static str> {
         .map(|(name, _)| *name)
 }
 
+/// `--dir` as a directory URL: a preset's, or an https URL. A value that is neither gets the
+/// likeliest meaning in its message: the closest preset name, or the URL it lacks a scheme for.
 fn validate_dir(raw: &str) -> Result<String> {
     if let Some((_, url)) = DIRECTORY_PRESETS.iter().find(|(name, _)| *name == raw) {
         return Ok((*url).to_owned());
     }
-    let url = reqwest::Url::parse(raw).map_err(|e| {
-        Error::Usage(format!(
-            "--dir {raw:?} is not a URL ({e}); give the CA's directory, e.g. https://127.0.0.1:14000/dir"
-        ))
-    })?;
+    // `localhost:14000/dir` parses as a URL with the scheme `localhost`: no `://`, no URL meant.
+    let url = match reqwest::Url::parse(raw) {
+        Ok(url) if raw.contains("://") => url,
+        _ => return Err(Error::Usage(not_a_dir(raw))),
+    };
     if url.scheme() != "https" || url.host().is_none() {
         return Err(Error::Usage(format!(
             "--dir {raw:?} must be an https:// URL with a host (RFC 8555 §6.1 requires HTTPS)"
         )));
     }
     Ok(url.to_string())
+}
+
+/// The message for a `--dir` that is neither a preset name nor a URL.
+fn not_a_dir(raw: &str) -> String {
+    let with_scheme = format!("https://{raw}");
+    let host_and_path = raw.contains(['.', '/', ':'])
+        && reqwest::Url::parse(&with_scheme).is_ok_and(|url| url.host().is_some());
+    match closest_preset(raw) {
+        // A slip of a letter or two is a preset; otherwise what looks like a host is a URL.
+        Some((preset, edits)) if edits <= 2 || !host_and_path => {
+            return format!(
+                "--dir {raw:?} is not a preset name or a URL; did you mean `{preset}`?"
+            );
+        }
+        _ if host_and_path => {
+            return format!("--dir {raw:?} is not a URL; did you mean {with_scheme}?");
+        }
+        _ => {}
+    }
+    let presets: Vec<&str> = DIRECTORY_PRESETS.iter().map(|(name, _)| *name).collect();
+    format!(
+        "--dir {raw:?} is neither a URL nor a preset name; give the CA's directory URL \
+         (https://...) or one of: {}",
+        presets.join(", ")
+    )
+}
+
+/// The preset name `raw` most likely misspells, if any is close enough: a few typed letters
+/// off, or a similar spelling (Jaro-Winkler, as clap suggests flags), case aside. With the
+/// number of edits (Damerau-Levenshtein) between them.
+fn closest_preset(raw: &str) -> Option<(&'static str, usize)> {
+    let raw = raw.to_ascii_lowercase();
+    DIRECTORY_PRESETS
+        .iter()
+        .map(|(name, _)| {
+            let edits = strsim::damerau_levenshtein(&raw, name);
+            let likeness = strsim::jaro_winkler(&raw, name);
+            (*name, edits, likeness)
+        })
+        .filter(|(_, edits, likeness)| *edits <= 2 || *likeness >= 0.85)
+        .min_by(|a, b| a.1.cmp(&b.1).then(b.2.total_cmp(&a.2)))
+        .map(|(name, edits, _)| (name, edits))
 }
 
 fn load_ca_bundle(path: PathBuf) -> Result<CaBundle> {
@@ -1204,6 +1334,142 @@ mod tests {
             with(&["--contact", "mailto:a@b.test"]).unwrap().contacts,
             ["mailto:a@b.test"]
         );
+    }
+
+    #[test]
+    fn short_d_is_domain_on_every_issuing_command() {
+        let config = cli(&[
+            "http01", "--dir", "pebble", "-d", "a.test", "--domain", "b.test", "-d", "c.test",
+        ])
+        .unwrap();
+        assert_eq!(config.names, ["a.test", "b.test", "c.test"]);
+        // Every command that takes names (those added later too) takes -d, and every one that
+        // takes --contact takes --email.
+        let cmd = <Cli as clap::CommandFactory>::command();
+        let mut issuing = 0;
+        for sub in cmd.get_subcommands() {
+            let arg = |id: &str| sub.get_arguments().find(|a| a.get_id() == id);
+            if let Some(domains) = arg("domains") {
+                issuing += 1;
+                assert_eq!(domains.get_short(), Some('d'), "{}", sub.get_name());
+                assert_eq!(domains.get_long(), Some("domain"), "{}", sub.get_name());
+            }
+            if arg("contact").is_some() {
+                assert!(arg("email").is_some(), "{} lacks --email", sub.get_name());
+            }
+        }
+        assert!(issuing >= 3);
+    }
+
+    #[test]
+    fn email_is_a_mailto_contact() {
+        let config = cli(&[
+            "http01",
+            "--dir",
+            "pebble",
+            "-d",
+            "a.test",
+            "--contact",
+            "mailto:a@example.test",
+            "--email",
+            "b@example.test",
+            "--email",
+            "c.d+tag@sub.example.test",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.contacts,
+            [
+                "mailto:a@example.test",
+                "mailto:b@example.test",
+                "mailto:c.d+tag@sub.example.test"
+            ]
+        );
+        let account = |more: &[&str]| {
+            let mut argv = vec!["acme-client", "account", "--dir", "pebble"];
+            argv.extend_from_slice(more);
+            Cli::try_parse_from(argv).unwrap().validate()
+        };
+        match account(&["--email", "ops@example.test"]).unwrap() {
+            Action::Account(config) => assert_eq!(config.contacts, ["mailto:ops@example.test"]),
+            other => panic!("{other:?}"),
+        }
+        for (bad, why) in [
+            ("admin", "one @"),
+            ("admin@", "one @"),
+            ("@example.test", "one @"),
+            ("a@b@example.test", "one @"),
+            ("admin@.example.test", "one @"),
+            ("admin @example.test", "a space"),
+            ("a@example.test,b@example.test", "a list separator"),
+            ("a@example.test;b@example.test", "a list separator"),
+            ("a@example.test?subject=x", "'?'"),
+            ("mailto:a@example.test", "is a URL"),
+            ("", "one @"),
+        ] {
+            for err in [
+                cli(&["http01", "--dir", "pebble", "-d", "a.test", "--email", bad]).map(|_| ()),
+                account(&["--email", bad]).map(|_| ()),
+            ] {
+                match err {
+                    Err(Error::Usage(m)) => {
+                        assert!(m.starts_with(&format!("--email {bad:?} ")), "{m}");
+                        assert!(m.contains(why), "{bad:?}: {m}");
+                        assert!(!m.contains('\n'), "{m}");
+                    }
+                    other => panic!("{bad:?}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn misspelled_presets_get_the_closest_one() {
+        for (typo, preset) in [
+            ("letsencrypt-stagign", "letsencrypt-staging"),
+            ("letsencrypt_staging", "letsencrypt-staging"),
+            ("lets-encrypt-staging", "letsencrypt-staging"),
+            ("letsencrypt-stage", "letsencrypt-staging"),
+            ("LetsEncrypt", "letsencrypt"),
+            ("letsencrypt2", "letsencrypt"),
+            ("letsencript", "letsencrypt"),
+            ("pebbel", "pebble"),
+            ("zerosl", "zerossl"),
+            ("googel-test", "google-test"),
+            ("buypass-tst", "buypass-test"),
+        ] {
+            let err = validate_dir(typo).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("did you mean `{preset}`?")),
+                "{typo}: {err}"
+            );
+        }
+        // What looks like a host gets the scheme it lacks.
+        for (raw, url) in [
+            ("localhost:14000/dir", "https://localhost:14000/dir"),
+            (
+                "acme.example.test/directory",
+                "https://acme.example.test/directory",
+            ),
+        ] {
+            let err = validate_dir(raw).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("did you mean {url}?")),
+                "{raw}: {err}"
+            );
+        }
+        // Anything else is told what is accepted.
+        for raw in ["nonsense", "staging", "", "-"] {
+            let err = validate_dir(raw).unwrap_err().to_string();
+            assert!(
+                err.contains("neither a URL nor a preset name"),
+                "{raw}: {err}"
+            );
+            for (name, _) in DIRECTORY_PRESETS {
+                assert!(err.contains(name), "{raw}: {err}");
+            }
+            assert!(!err.contains("relative URL"), "{err}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use acme_client::cli::{Action, Cli};
+use acme_client::cli::{self, Action, Cli};
 use acme_client::error::exit;
 use clap::Parser as _;
 use clap::error::ErrorKind;
@@ -34,6 +34,12 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code());
         }
     };
+    // Generated text needs no runtime.
+    let action = match action {
+        Action::Completions(shell) => return print(Ok(cli::completions(shell))),
+        Action::Manpage => return print(cli::manpage()),
+        action => action,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -49,6 +55,8 @@ fn main() -> ExitCode {
             Action::Issue(config) => acme_client::app::run(*config).await,
             Action::Revoke(config) => acme_client::commands::revoke(config).await,
             Action::Account(config) => acme_client::commands::account(config).await,
+            // Printed above.
+            Action::Completions(_) | Action::Manpage => Ok(()),
         }
     });
     // Every server has stopped and every file is synced: no need to wait for idle threads.
@@ -58,6 +66,25 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("acme-client: error: {e}");
             ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Writes generated text (a completion script, the manual page) to stdout.
+fn print(text: std::io::Result<Vec<u8>>) -> ExitCode {
+    use std::io::Write as _;
+    let written = text.and_then(|text| {
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(&text)?;
+        stdout.flush()
+    });
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        // `acme-client manpage | head` is not a failure.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("acme-client: error: writing to stdout: {e}");
+            ExitCode::from(exit::LOCAL)
         }
     }
 }

@@ -110,7 +110,7 @@ fn invalid_names() {
 fn wildcard_with_http01() {
     refused(
         &with("http01", &["--domain", "*.example.test"]),
-        "only dns01",
+        "only a DNS challenge can prove",
     );
 }
 
@@ -215,4 +215,109 @@ fn help_is_not_an_error() {
         assert!(text.contains(flag), "--help lacks {flag}");
     }
     let _ = repo();
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+#[test]
+fn short_d_is_domain() {
+    for challenge in ["http01", "dns01", "tlsalpn01"] {
+        refused(
+            &with(challenge, &["-d", "a.test", "-d", "under_score.test"]),
+            "--domain \"under_score.test\" is not a valid DNS name",
+        );
+    }
+    // -d and --domain fill one list: the refusal names what both gave.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::new(vec!["other.test".to_string()])
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), csr.pem().unwrap()).unwrap();
+    let csr = leak(file.path().display().to_string());
+    refused(
+        &with(
+            "http01",
+            &[
+                "-d", "a.test", "--domain", "b.test", "-d", "c.test", "--csr", csr,
+            ],
+        ),
+        "--domain names (a.test, b.test, c.test) differ from the names in --csr (other.test)",
+    );
+}
+
+#[test]
+fn email_not_an_address() {
+    // Were an address let through, the run would stay within a directory of its own.
+    let out = tempfile::tempdir().unwrap();
+    let out = leak(out.path().display().to_string());
+    for (email, expect) in [
+        ("admin", "--email \"admin\" is not an email address"),
+        ("a b@example.test", "it contains a space"),
+        (
+            "a@example.test,b@example.test",
+            "it contains a list separator",
+        ),
+        ("a@b@example.test", "one @"),
+        ("mailto:a@example.test", "give the address alone"),
+    ] {
+        let email = leak(email.to_owned());
+        refused(
+            &with(
+                "http01",
+                &[
+                    "--domain",
+                    "a.test",
+                    "--email",
+                    email,
+                    "--out",
+                    out,
+                    "--no-serve",
+                    "--timeout",
+                    "1",
+                ],
+            ),
+            expect,
+        );
+        refused(
+            &["account", "--dir", "DIR", "--out", out, "--email", email],
+            expect,
+        );
+    }
+    refused(
+        &with(
+            "dns01",
+            &["-d", "a.test", "--contact", "admin@example.test"],
+        ),
+        "or use --email admin@example.test",
+    );
+}
+
+#[test]
+fn dir_preset_misspelled() {
+    for (args, expect) in [
+        (
+            &["http01", "--dir", "letsencrypt-stagign", "-d", "a.test"][..],
+            "--dir \"letsencrypt-stagign\" is not a preset name or a URL; did you mean `letsencrypt-staging`?",
+        ),
+        (
+            &["revoke", "--dir", "pebbel", "--cert", "cert.pem"],
+            "did you mean `pebble`?",
+        ),
+        (
+            &["account", "--dir", "localhost:14000/dir"],
+            "did you mean https://localhost:14000/dir?",
+        ),
+        (
+            &["dns01", "--dir", "nonsense", "-d", "a.test"],
+            "--dir \"nonsense\" is neither a URL nor a preset name; give the CA's directory URL \
+             (https://...) or one of: letsencrypt, letsencrypt-staging, zerossl,",
+        ),
+    ] {
+        refused(args, expect);
+        assert!(!run(args).1.contains("relative URL"));
+    }
 }
