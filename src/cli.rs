@@ -15,6 +15,7 @@ use crate::acme::policy::RateLimits;
 use crate::cert::{KeyType, UserCsr};
 use crate::challenge::ChallengeKind;
 use crate::error::{Error, Result};
+use crate::output::ColorChoice;
 
 /// Most names one certificate may carry (Let's Encrypt's limit, and ours).
 pub const MAX_NAMES: usize = 100;
@@ -60,13 +61,26 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 
-    /// More logging on stderr (-v debug, -vv trace); RUST_LOG also works
+    /// More detail on stderr: -v adds timestamps, targets and each step (debug), -vv traces;
+    /// RUST_LOG also works
     #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = "Output")]
     pub verbose: u8,
 
-    /// Less logging on stderr (-q warnings, -qq errors only)
+    /// Less on stderr: -q warnings only (no progress), -qq errors only
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "verbose", global = true, help_heading = "Output")]
     pub quiet: u8,
+
+    /// Colour on stderr (and the live progress display on a terminal): auto is on for a
+    /// terminal unless NO_COLOR is set or TERM=dumb
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHEN",
+        default_value = "auto",
+        global = true,
+        help_heading = "Output"
+    )]
+    pub color: ColorChoice,
 }
 
 /// What to do.
@@ -701,11 +715,13 @@ impl IssueArgs {
 }
 
 impl Cli {
-    /// The level filter for `-v`/`-q` when `RUST_LOG` is not set.
-    pub fn log_targets(&self) -> tracing_subscriber::filter::Targets {
+    /// The level filter for `-v`/`-q` when `RUST_LOG` is not set. With the `live` display on a
+    /// terminal the default shows warnings only: the display and the summary say the rest.
+    pub fn log_targets(&self, live: bool) -> tracing_subscriber::filter::Targets {
         use tracing::Level;
         use tracing_subscriber::filter::Targets;
         let (ours, others) = match (self.verbose, self.quiet) {
+            (0, 0) if live => (Level::WARN, Level::WARN),
             (0, 0) => (Level::INFO, Level::WARN),
             (1, _) => (Level::DEBUG, Level::INFO),
             (v, _) if v >= 2 => (Level::TRACE, Level::TRACE),

@@ -15,6 +15,7 @@ use crate::acme::account;
 use crate::acme::client::Transport;
 use crate::acme::jws::{AccountKey, AccountKeyType};
 use crate::acme::machine::Runtime;
+use crate::acme::progress::Reporter;
 use crate::app::{blocking, parse_key, runtime};
 use crate::cert::write_atomic;
 use crate::challenge::ChallengeStore;
@@ -42,7 +43,7 @@ pub async fn revoke(config: RevokeConfig) -> Result<()> {
         Ok((der, serial, key, by_account))
     })
     .await?;
-    let rt = runtime(&config.ca, Arc::new(ChallengeStore::new()), started)?;
+    let rt = command_runtime(&config.ca, started)?;
     let acme = connect(&rt, &config.ca.dir, key).await?;
     if by_account {
         let (url, _) = find(&acme).await?;
@@ -108,7 +109,7 @@ pub async fn account(config: AccountConfig) -> Result<()> {
     }
     let key_path = config.account_key.clone();
     let key = blocking(move || read_key(&key_path, "the account key")).await?;
-    let rt = runtime(&config.ca, Arc::new(ChallengeStore::new()), started)?;
+    let rt = command_runtime(&config.ca, started)?;
     let acme = connect(&rt, &config.ca.dir, key).await?;
     let (url, mut state) = find(&acme).await?;
     acme.set_kid(url.clone());
@@ -221,6 +222,16 @@ async fn new_key_owns(rt: &Runtime, dir: &str, new_key: &AccountKey, url: &str) 
         return false;
     };
     matches!(account::find(&acme).await, Ok((found, _)) if found == url)
+}
+
+/// The live objects for a command: no challenge is answered and no progress shown.
+fn command_runtime(ca: &crate::cli::CaConfig, started: Instant) -> Result<Runtime> {
+    runtime(
+        ca,
+        Arc::new(ChallengeStore::new()),
+        started,
+        Reporter::none(),
+    )
 }
 
 /// Asks on the terminal; true only for "yes".

@@ -277,7 +277,7 @@ pub fn authz_action<'a>(authz: &'a Authorization, kind: &str) -> AuthzAction<'a>
         Status::Pending => match authz.challenges.iter().find(|c| c.kind == kind) {
             None => AuthzAction::Fail(Problem::local(format!(
                 "the CA offers no {kind} challenge for {} (offered: {})",
-                authz.identifier.value,
+                authz.name(),
                 authz
                     .challenges
                     .iter()

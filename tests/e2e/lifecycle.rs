@@ -57,7 +57,7 @@ async fn untrusted_ca_is_refused_at_once_without_retries() {
     let elapsed = started.elapsed();
     let stderr = client.stderr();
     assert_eq!(status.map(|s| s.code()), Some(Some(3)), "{stderr}");
-    let last = stderr.lines().last().unwrap_or_default();
+    let last = error_line(&stderr);
     assert!(
         last.contains("TLS certificate")
             && last.contains("is not trusted by --ca-bundle")
