@@ -715,13 +715,11 @@ impl IssueArgs {
 }
 
 impl Cli {
-    /// The level filter for `-v`/`-q` when `RUST_LOG` is not set. With the `live` display on a
-    /// terminal the default shows warnings only: the display and the summary say the rest.
-    pub fn log_targets(&self, live: bool) -> tracing_subscriber::filter::Targets {
+    /// The level filter for `-v`/`-q` when `RUST_LOG` is not set.
+    pub fn log_targets(&self) -> tracing_subscriber::filter::Targets {
         use tracing::Level;
         use tracing_subscriber::filter::Targets;
         let (ours, others) = match (self.verbose, self.quiet) {
-            (0, 0) if live => (Level::WARN, Level::WARN),
             (0, 0) => (Level::INFO, Level::WARN),
             (1, _) => (Level::DEBUG, Level::INFO),
             (v, _) if v >= 2 => (Level::TRACE, Level::TRACE),

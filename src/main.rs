@@ -80,12 +80,13 @@ fn main() -> ExitCode {
 
 /// Logs to stderr, above the live display when it shows. The level: `RUST_LOG` when set
 /// (EnvFilter), else `-v`/`-q` through the plain `Targets` filter, which starts faster (no
-/// directive regexes to compile). The format: plain lines by default; timestamps, levels and
+/// directive regexes to compile); at the default level, info lines are left out while the live
+/// display shows (it says what they would). The format: plain lines by default; timestamps, levels and
 /// targets with `-v` or `RUST_LOG`.
 fn init_logging(cli: &Cli, style: Style, display: &Arc<Display>) {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let writer = log::Stderr::new(display.multi());
+    let writer = log::Stderr::new(display.clone());
     let rust_log = std::env::var("RUST_LOG")
         .ok()
         .filter(|directives| !directives.is_empty());
@@ -112,9 +113,16 @@ fn init_logging(cli: &Cli, style: Style, display: &Arc<Display>) {
                 .try_init();
         }
         None => {
+            let default_level = cli.verbose == 0 && cli.quiet == 0;
+            let display = display.clone();
+            // Dynamic: asked at every event, never cached per callsite.
+            let hide = tracing_subscriber::filter::dynamic_filter_fn(move |meta, _| {
+                !(default_level && *meta.level() == tracing::Level::INFO && display.showing())
+            });
             let _ = tracing_subscriber::registry()
                 .with(fmt)
-                .with(cli.log_targets(style.live))
+                .with(cli.log_targets())
+                .with(hide)
                 .try_init();
         }
     }

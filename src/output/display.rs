@@ -4,6 +4,7 @@
 //! few lines as phases end. Both say every few seconds what is awaited while the CA is slow;
 //! [`Display::finish`] ends it before the summary or the error is printed.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -35,6 +36,8 @@ enum Mode {
 pub struct Display {
     mode: Mode,
     paint: Paint,
+    /// The live display is on screen: from the machine's first use until finished.
+    showing: AtomicBool,
     state: Mutex<State>,
     /// Set once finished; the ticker thread waits on it.
     stop: Arc<(Mutex<bool>, Condvar)>,
@@ -152,6 +155,7 @@ impl Display {
         Arc::new(Display {
             mode,
             paint,
+            showing: AtomicBool::new(false),
             state: Mutex::new(State::default()),
             stop: Arc::new((Mutex::new(false), Condvar::new())),
             ticker: Mutex::new(None),
@@ -163,22 +167,33 @@ impl Display {
         Self::new(false, true, Paint(false))
     }
 
-    /// The live display's handle, for writing log lines above it.
-    pub fn multi(&self) -> Option<MultiProgress> {
-        match &self.mode {
-            Mode::Live(multi) => Some(multi.clone()),
-            _ => None,
-        }
-    }
-
-    /// The machine's handle on this display.
+    /// The machine's handle on this display; the display shows from now on.
     pub fn reporter(self: &Arc<Self>) -> Reporter {
         match self.mode {
             Mode::Off => Reporter::none(),
-            _ => {
+            Mode::Plain => {
                 self.start_ticker();
                 Reporter::new(self.clone())
             }
+            Mode::Live(_) => {
+                self.showing.store(true, Ordering::SeqCst);
+                self.start_ticker();
+                Reporter::new(self.clone())
+            }
+        }
+    }
+
+    /// Whether the live display is on screen now (what it shows need not be logged too).
+    pub fn showing(&self) -> bool {
+        self.showing.load(Ordering::SeqCst)
+    }
+
+    /// Runs `write` (a log line) above the live display while it shows, else as it is. Once
+    /// finished the display is never redrawn: what was printed below it stays intact.
+    pub fn above<R>(&self, write: impl FnOnce() -> R) -> R {
+        match &self.mode {
+            Mode::Live(multi) if self.showing() => multi.suspend(write),
+            _ => write(),
         }
     }
 
@@ -218,6 +233,7 @@ impl Display {
                 }
             }
         }
+        self.showing.store(false, Ordering::SeqCst);
         let (lock, wake) = &*self.stop;
         *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
         wake.notify_all();

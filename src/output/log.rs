@@ -6,14 +6,15 @@
 use std::fmt::{self, Write as _};
 use std::io;
 
-use indicatif::MultiProgress;
+use std::sync::Arc;
+
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 
-use super::{Hue, Paint, one_line};
+use super::{Display, Hue, Paint, one_line};
 
 /// The plain format of the default level.
 #[derive(Debug, Clone, Copy)]
@@ -76,16 +77,16 @@ impl Visit for Fields {
     }
 }
 
-/// Writes log lines to stderr, above the live display when there is one.
-#[derive(Clone, Default)]
+/// Writes log lines to stderr, above the live display while it shows.
+#[derive(Clone)]
 pub struct Stderr {
-    live: Option<MultiProgress>,
+    display: Arc<Display>,
 }
 
 impl Stderr {
-    /// Lines go above `live` while it shows.
-    pub fn new(live: Option<MultiProgress>) -> Self {
-        Stderr { live }
+    /// Lines go above `display` while it shows.
+    pub fn new(display: Arc<Display>) -> Self {
+        Stderr { display }
     }
 }
 
@@ -94,11 +95,9 @@ pub struct Line<'a>(&'a Stderr);
 
 impl io::Write for Line<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let write = || io::stderr().lock().write_all(buf);
-        match &self.0.live {
-            Some(multi) => multi.suspend(write)?,
-            None => write()?,
-        }
+        self.0
+            .display
+            .above(|| io::Write::write_all(&mut io::stderr().lock(), buf))?;
         Ok(buf.len())
     }
 

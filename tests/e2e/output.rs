@@ -147,7 +147,8 @@ impl Terminal {
 
 impl Drop for Terminal {
     fn drop(&mut self) {
-        let _ = Command::new(tmux_bin())
+        // Never panics (tmux may be missing: the failure has been told already).
+        let _ = Command::new("tmux")
             .arg("-S")
             .arg(self.dir.path().join("sock"))
             .arg("kill-server")
@@ -185,18 +186,34 @@ async fn a_terminal_shows_each_authorization_live_then_the_summary() {
     let (pebble, proxy) = slow_ca().await;
     let out = tempfile::tempdir().unwrap();
     let names = ["live.test", "*.live.test"];
-    let term = Terminal::start(
-        &args(&pebble, &proxy.dir_url(), &names, out.path(), &[]),
-        &["TERM=xterm-256color"],
-        out.path(),
+    // Serving, so that lines are logged after the summary too; stopped by GET /shutdown.
+    let shutdown_port = free_port();
+    let run = Client::args(
+        &pebble,
+        &proxy.dir_url(),
+        "dns01",
+        &names,
+        &[
+            "--out",
+            &out.path().display().to_string(),
+            "--shutdown-port",
+            &shutdown_port.to_string(),
+        ],
     );
-    let mut released = false;
+    let term = Terminal::start(&run, &["TERM=xterm-256color"], out.path());
+    let (mut released, mut stopped) = (false, false);
     let (screens, code) = term
         .run(Duration::from_secs(60), |screen| {
             // Released only once the display has said what it waits for.
             if !released && screen.contains("waiting for the CA to validate 2 names (5 s)") {
                 proxy.release();
                 released = true;
+            }
+            if !stopped && screen.contains("serving the certificate") {
+                let mut tcp = std::net::TcpStream::connect(("127.0.0.1", shutdown_port)).unwrap();
+                std::io::Write::write_all(&mut tcp, b"GET /shutdown HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .unwrap();
+                stopped = true;
             }
         })
         .await;
@@ -244,6 +261,16 @@ async fn a_terminal_shows_each_authorization_live_then_the_summary() {
     assert!(
         summary > at("✓ certificate "),
         "the summary must follow the display:\n{last}"
+    );
+    // Lines logged after the summary come below it; the display is never drawn again.
+    assert!(at("serving the certificate") > summary, "{last}");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("✓ finalize "))
+            .count(),
+        1,
+        "the display was drawn again:\n{last}"
     );
     assert!(
         !last.contains("waiting for"),
@@ -382,6 +409,7 @@ async fn a_pipe_gets_a_few_plain_lines_and_no_escape_and_color_always_colours_it
     for want in [
         "order created (",
         "2 names valid by dns-01: ",
+        "*.pipe.test",
         "certificate issued (",
     ] {
         assert!(stderr.contains(want), "{want:?} missing:\n{stderr}");
