@@ -11,12 +11,13 @@ use tokio::net::{TcpListener, TcpSocket, UdpSocket};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::acme::client::http_client;
 use crate::acme::jws::AccountKey;
 use crate::acme::machine::{Action, Current, Outcome, Plan, Runtime, obtain};
 use crate::acme::policy::Policy;
+use crate::acme::progress::Reporter;
 use crate::acme::solver::Solver;
 use crate::acme::timeline::Timeline;
 use crate::cert::{CertKey, Files, Issued, check_out_dir, write_atomic, write_issued};
@@ -24,9 +25,10 @@ use crate::challenge::{ChallengeKind, ChallengeStore, dns, http, tls_alpn};
 use crate::cli::{AccountKeyConfig, Config};
 use crate::error::{Error, Result};
 use crate::files::{SetMeta, read_current};
+use crate::output::Display;
 use crate::renewer::{Renewer, Served, Swap};
 use crate::serve::{self, https, shutdown};
-use crate::summary::{Reach, Summary, Validation};
+use crate::summary::{Reach, Summary, Validation, timings_report};
 use tokio::sync::Notify;
 
 /// Longest wait for the servers to stop once shutdown starts (the contract says 2 s in all).
@@ -36,8 +38,8 @@ const HOOK_TIMEOUT: Duration = Duration::from_secs(600);
 /// Pending connections the kernel queues for a listener (tokio's own default).
 const LISTEN_BACKLOG: u32 = 1024;
 
-/// Runs the whole program; returns once everything has stopped.
-pub async fn run(config: Config) -> Result<()> {
+/// Runs the whole program, showing progress on `display`; returns once everything has stopped.
+pub async fn run(config: Config, display: Arc<Display>) -> Result<()> {
     let config = Arc::new(config);
     let started = Instant::now();
     let cancel = CancellationToken::new();
@@ -47,10 +49,10 @@ pub async fn run(config: Config) -> Result<()> {
     let out = config.out.clone();
     let account_config = config.account_key.clone();
     let (account_key, account_known, current) = blocking(move || {
-        check_out_dir(&out).map_err(|e| {
-            Error::Usage(format!(
-                "{e}; choose a directory acme-client can create and write"
-            ))
+        check_out_dir(&out).map_err(|e| match e {
+            e @ Error::Hinted { .. } => e,
+            e => Error::Usage(e.to_string())
+                .with_hint("choose a directory acme-client can create and write"),
         })?;
         let (key, known) = load_account_key(&account_config)?;
         Ok((key, known, load_current(&out)))
@@ -124,16 +126,24 @@ pub async fn run(config: Config) -> Result<()> {
     let result = async {
         let store_for_renewals = store.clone();
         let renewal_key = account_key.try_clone()?;
-        let (mut outcome, files) = issue(
-            &config,
-            store,
-            account_key,
-            account_known,
-            current,
-            &cancel,
-            started,
-        )
-        .await?;
+        let rt = runtime(&config.ca(), Arc::new(store), started, display.reporter())?;
+        let issued = issue(&config, &rt, account_key, account_known, current, &cancel).await;
+        // The display ends before anything else is printed: the summary, the timings, the error.
+        display.finish(issued.is_ok());
+        let (mut outcome, files) = match issued {
+            Ok(done) => done,
+            Err(e) => {
+                if config.timings {
+                    let events = rt.timeline.events();
+                    let total_ms = started.elapsed().as_secs_f64() * 1000.0;
+                    eprint!(
+                        "{}",
+                        timings_report(&events, total_ms, rt.timeline.ca_wait_ms())
+                    );
+                }
+                return Err(e);
+            }
+        };
         if let Some(e) = outcome.revoke_error.take() {
             report(&config, &outcome, &files, started, None, None).await;
             return Err(e);
@@ -205,7 +215,7 @@ pub async fn run(config: Config) -> Result<()> {
 
     cancel.cancel();
     let drained = drain(&mut tasks).await;
-    info!("stopped");
+    debug!("stopped");
     result.and(drained)
 }
 
@@ -252,11 +262,13 @@ pub fn trust_words(bundle: Option<&crate::cli::CaBundle>) -> String {
     }
 }
 
-/// The live objects for one exchange with the CA (`--dir`), with its deadline from `started`.
+/// The live objects for one exchange with the CA (`--dir`), with its deadline from `started`,
+/// telling `progress` how it goes.
 pub fn runtime(
     ca: &crate::cli::CaConfig,
     solver: Arc<dyn Solver>,
     started: Instant,
+    progress: Reporter,
 ) -> Result<Runtime> {
     Ok(Runtime {
         http: http_client(&ca.dir, ca.ca_bundle.as_ref().map(|b| b.roots.as_slice()))?,
@@ -270,19 +282,19 @@ pub fn runtime(
         ),
         solver,
         timeline: Timeline::new(started),
+        progress,
     })
 }
 
-/// Obtains the certificate (or keeps the one held, when it is not due) and writes the files,
-/// unless shutdown comes first. Returns the outcome, the files, and the deploy hook's failure.
+/// Obtains the certificate with `rt` (or keeps the one held, when it is not due) and writes
+/// the files, unless shutdown comes first. Returns the outcome and the files.
 pub(crate) async fn issue(
     config: &Config,
-    store: ChallengeStore,
+    rt: &Runtime,
     account_key: AccountKey,
     account_known: bool,
     current: Option<Current>,
     cancel: &CancellationToken,
-    started: Instant,
 ) -> Result<(Outcome, Files)> {
     let plan = Plan {
         dir_url: config.dir.clone(),
@@ -298,9 +310,8 @@ pub(crate) async fn issue(
         force: config.force,
         current,
     };
-    let rt = runtime(&config.ca(), Arc::new(store), started)?;
     let outcome = tokio::select! {
-        outcome = obtain(&plan, &rt, account_key) => outcome?,
+        outcome = obtain(&plan, rt, account_key) => outcome?,
         () = cancel.cancelled() => return Err(Error::Interrupted),
     };
     if outcome.action == Action::Kept {
@@ -322,7 +333,7 @@ pub(crate) async fn issue(
             .map(|files| (outcome, files))
     })
     .await?;
-    info!(dir = %config.out.display(), action = outcome.action.word(), "files written");
+    debug!(dir = %config.out.display(), action = outcome.action.word(), "files written");
     Ok((outcome, files))
 }
 
@@ -379,8 +390,8 @@ pub(crate) fn parse_key(bytes: &[u8]) -> std::result::Result<AccountKey, String>
         .map_err(|e| format!("not a PEM file ({e}); give a PKCS#8 PEM private key"))?;
     if block.tag() != "PRIVATE KEY" {
         return Err(format!(
-            "holds a {} block; convert it to PKCS#8 with `openssl pkcs8 -topk8 -nocrypt`",
-            block.tag()
+            "holds {} block; convert it to PKCS#8 with `openssl pkcs8 -topk8 -nocrypt`",
+            crate::cert::a_block(block.tag())
         ));
     }
     AccountKey::from_pkcs8(block.contents()).map_err(|e| e.to_string())

@@ -195,8 +195,8 @@ impl UserCsr {
             let block = pem::parse(&bytes).map_err(|e| format!("not valid PEM ({e})"))?;
             if !block.tag().ends_with("CERTIFICATE REQUEST") {
                 return Err(format!(
-                    "holds a {} block, not a CERTIFICATE REQUEST",
-                    block.tag()
+                    "holds {} block, not a CERTIFICATE REQUEST",
+                    a_block(block.tag())
                 ));
             }
             block.contents().to_vec()
@@ -411,8 +411,39 @@ pub fn write_issued(
     write_set(dir, &set)
 }
 
+/// "a CERTIFICATE block", "an EC PRIVATE KEY block": a PEM label with its article, read as
+/// people say it (an initialism letter by letter: "an RSA", "a DSA"; a word as a word).
+pub fn a_block(tag: &str) -> String {
+    let first = tag.split_whitespace().next().unwrap_or_default();
+    let spelled = first.len() <= 3 || first.chars().any(|c| c.is_ascii_digit());
+    let an = match first.chars().next().map(|c| c.to_ascii_uppercase()) {
+        // Letters whose names start with a vowel sound: A, E, F, H, I, L, M, N, O, R, S, X.
+        Some(c) if spelled => "AEFHILMNORSX".contains(c),
+        Some(c) => "AEIOU".contains(c),
+        None => false,
+    };
+    format!("{} {tag} block", if an { "an" } else { "a" })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pem_labels_get_the_right_article() {
+        use super::a_block;
+        for (tag, want) in [
+            ("EC PRIVATE KEY", "an EC PRIVATE KEY block"),
+            ("RSA PRIVATE KEY", "an RSA PRIVATE KEY block"),
+            ("DSA PRIVATE KEY", "a DSA PRIVATE KEY block"),
+            ("CERTIFICATE", "a CERTIFICATE block"),
+            ("ENCRYPTED PRIVATE KEY", "an ENCRYPTED PRIVATE KEY block"),
+            ("OPENSSH PRIVATE KEY", "an OPENSSH PRIVATE KEY block"),
+            ("PUBLIC KEY", "a PUBLIC KEY block"),
+            ("X509 CRL", "an X509 CRL block"),
+        ] {
+            assert_eq!(a_block(tag), want);
+        }
+    }
+
     use super::*;
     use std::os::unix::fs::PermissionsExt as _;
     use x509_parser::prelude::X509CertificationRequest;

@@ -17,6 +17,7 @@ use crate::cert::{KeyType, UserCsr};
 use crate::challenge::ChallengeKind;
 use crate::challenge::delegation::Delegation;
 use crate::error::{Error, Result};
+use crate::output::ColorChoice;
 
 mod help;
 pub use help::{completions, manpage};
@@ -71,13 +72,26 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 
-    /// More logging on stderr (-v debug, -vv trace); RUST_LOG also works
+    /// More detail on stderr: -v adds timestamps, targets and each step (debug), -vv traces;
+    /// RUST_LOG also works
     #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = "Output")]
     pub verbose: u8,
 
-    /// Less logging on stderr (-q warnings, -qq errors only)
+    /// Less on stderr: -q warnings only (no progress), -qq errors only
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "verbose", global = true, help_heading = "Output")]
     pub quiet: u8,
+
+    /// Colour on stderr (and the live progress display on a terminal): auto is on for a
+    /// terminal unless NO_COLOR is set or TERM=dumb
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHEN",
+        default_value = "auto",
+        global = true,
+        help_heading = "Output"
+    )]
+    pub color: ColorChoice,
 }
 
 /// What to do.

@@ -14,6 +14,7 @@ use tracing::info;
 use crate::acme::client::Transport;
 use crate::acme::jws::{AccountKey, AccountKeyType};
 use crate::acme::machine::Runtime;
+use crate::acme::progress::Reporter;
 use crate::acme::{account, records};
 use crate::app::{blocking, load_account_key, parse_key, runtime};
 use crate::cert::write_atomic;
@@ -42,7 +43,7 @@ pub async fn revoke(config: RevokeConfig) -> Result<()> {
         Ok((der, serial, key, by_account))
     })
     .await?;
-    let rt = runtime(&config.ca, Arc::new(ChallengeStore::new()), started)?;
+    let rt = command_runtime(&config.ca, started)?;
     let acme = connect(&rt, &config.ca.dir, key).await?;
     if by_account {
         let (url, _) = find(&acme).await?;
@@ -119,7 +120,7 @@ pub async fn account(config: AccountConfig) -> Result<()> {
             true,
         )
     };
-    let rt = runtime(&config.ca, Arc::new(ChallengeStore::new()), started)?;
+    let rt = command_runtime(&config.ca, started)?;
     let acme = connect(&rt, &config.ca.dir, key).await?;
     if config.create {
         let new = account::NewAccount {
@@ -285,6 +286,16 @@ async fn new_key_owns(rt: &Runtime, dir: &str, new_key: &AccountKey, url: &str) 
         return false;
     };
     matches!(account::find(&acme).await, Ok((found, _)) if found == url)
+}
+
+/// The live objects for a command: no challenge is answered and no progress shown.
+fn command_runtime(ca: &crate::cli::CaConfig, started: Instant) -> Result<Runtime> {
+    runtime(
+        ca,
+        Arc::new(ChallengeStore::new()),
+        started,
+        Reporter::none(),
+    )
 }
 
 /// Asks on the terminal; true only for "yes".

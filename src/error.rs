@@ -40,7 +40,7 @@ pub enum Error {
     Usage(String),
 
     /// A listener could not be bound.
-    #[error("cannot listen on {proto} {addr} ({what}): {source}; {}", bind_fix(source, *addr, flag))]
+    #[error("cannot listen on {proto} {addr} ({what}): {}", io_words(source))]
     Bind {
         what: &'static str,
         proto: &'static str,
@@ -50,9 +50,7 @@ pub enum Error {
     },
 
     /// The ACME server's TLS certificate did not verify. Never retried.
-    #[error(
-        "the ACME server's TLS certificate at {url} is not trusted {by}: {detail}; pass the CA that signed it with --ca-bundle FILE"
-    )]
+    #[error("the ACME server's TLS certificate at {url} is not trusted {by}: {detail}")]
     Trust {
         url: String,
         by: String,
@@ -60,17 +58,20 @@ pub enum Error {
     },
 
     /// The ACME server could not be reached (after a few quick attempts).
-    #[error(
-        "cannot reach the ACME server at {url}: {detail}; check --dir and that the CA is running"
-    )]
+    #[error("cannot reach the ACME server at {url}: {detail}")]
     Connect { url: String, detail: String },
 
+    /// `--dir` answered, but not with an ACME directory (RFC 8555 §7.1.1): a 4xx, not JSON, or
+    /// JSON without the directory's fields.
+    #[error("{url} is not an ACME directory: {detail}")]
+    NotDirectory { url: String, detail: String },
+
     /// The CA answered with an RFC 7807 problem document (RFC 8555 §6.7).
-    #[error("the CA refused: {problem}{}", hint(problem))]
+    #[error("the CA refused: {problem}")]
     Acme { problem: Problem },
 
     /// An authorization or order the CA declared invalid (RFC 8555 §7.1.6).
-    #[error("{what} is invalid: {problem}{}", hint(problem))]
+    #[error("{what} is invalid: {problem}")]
     Invalid { what: String, problem: Problem },
 
     /// An answer from the CA that does not follow RFC 8555 (bad JSON, missing header, not PEM).
@@ -78,14 +79,16 @@ pub enum Error {
     Protocol { url: String, detail: String },
 
     /// The overall deadline (`--timeout`) ran out.
-    #[error(
-        "gave up after {secs} s (--timeout) while {step}; the CA did not finish in time, try a larger --timeout"
-    )]
-    Timeout { secs: u64, step: &'static str },
+    #[error("gave up after {secs} s (--timeout) waiting for {awaited}")]
+    Timeout {
+        secs: u64,
+        /// What was awaited: the words after "waiting for".
+        awaited: String,
+    },
 
     /// The CA asked to wait (429/503 with `Retry-After`) until after the deadline.
     #[error(
-        "the CA asks to wait before {url} is tried again (Retry-After: {retry_after}, that is {wait}, until {until}), which is past --timeout {timeout_secs} s; run again after that time or give a larger --timeout"
+        "the CA asks to wait before {url} is tried again (Retry-After: {retry_after}, that is {wait}, until {until}), which is past --timeout {timeout_secs} s"
     )]
     RetryLater {
         url: String,
@@ -103,9 +106,7 @@ pub enum Error {
     AnswerLost { url: String, detail: String },
 
     /// The deploy hook exited non-zero or could not run.
-    #[error(
-        "the deploy hook `{command}` failed: {status}; the new files are in place, fix the hook and run it by hand"
-    )]
+    #[error("the deploy hook `{command}` failed: {status}")]
     Hook { command: String, status: String },
 
     /// Something outside acme-client that the run depends on is not in place.
@@ -117,7 +118,7 @@ pub enum Error {
     Interrupted,
 
     /// A file or directory operation failed.
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}: {}", path.display(), io_words(source))]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -134,6 +135,10 @@ pub enum Error {
     /// Anything else local (key generation, TLS configuration, a server task).
     #[error("{0}")]
     Local(String),
+
+    /// An error with the fix for it in this situation, shown as its `hint:` line.
+    #[error("{error}")]
+    Hinted { error: Box<Error>, hint: String },
 }
 
 impl Error {
@@ -143,20 +148,70 @@ impl Error {
             Error::Usage(_) => exit::USAGE,
             Error::Bind { .. } => exit::BIND,
             Error::Trust { .. } | Error::Connect { .. } | Error::AnswerLost { .. } => exit::CONNECT,
-            Error::Acme { .. } | Error::Invalid { .. } | Error::Protocol { .. } => exit::CA,
+            Error::Acme { .. }
+            | Error::Invalid { .. }
+            | Error::Protocol { .. }
+            | Error::NotDirectory { .. } => exit::CA,
             Error::Timeout { .. } | Error::RetryLater { .. } => exit::TIMEOUT,
             Error::Interrupted => exit::INTERRUPTED,
             Error::Hook { .. } => exit::HOOK,
             Error::Setup(_) => exit::SETUP,
             Error::Io { .. } | Error::Local(_) => exit::LOCAL,
             Error::Step { source, .. } => source.exit_code(),
+            Error::Hinted { error, .. } => error.exit_code(),
         }
     }
 
-    /// Wraps the error with the ACME step it happened in (a timeout already names its step).
+    /// What to do about it, when there is something to say: the `hint:` line under the error.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Hinted { hint, .. } => Some(hint.clone()),
+            Error::Step { source, .. } => source.hint(),
+            Error::Bind {
+                source, addr, flag, ..
+            } => Some(bind_fix(source, *addr, flag)),
+            Error::Trust { .. } => Some("pass the CA that signed it with --ca-bundle FILE".into()),
+            Error::Connect { .. } => Some("check --dir and that the CA is running".into()),
+            Error::NotDirectory { .. } => Some(DIR_HINT.into()),
+            Error::Acme { problem } | Error::Invalid { problem, .. } => {
+                problem.hint().map(str::to_owned)
+            }
+            Error::Timeout { awaited, .. } => Some(timeout_fix(awaited).into()),
+            Error::RetryLater { .. } => {
+                Some("run again after that time, or give a larger --timeout".into())
+            }
+            Error::Hook { .. } => {
+                Some("the new files are in place: fix the hook and run it by hand".into())
+            }
+            _ => None,
+        }
+    }
+
+    /// The same error with `hint` as its fix.
+    pub fn with_hint(self, hint: impl Into<String>) -> Error {
+        Error::Hinted {
+            error: Box::new(self),
+            hint: hint.into(),
+        }
+    }
+
+    /// The error under any hint and step wrapping.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Step { source, .. } => source.root(),
+            Error::Hinted { error, .. } => error.root(),
+            e => e,
+        }
+    }
+
+    /// Wraps the error with the ACME step it happened in (a timeout already names what it
+    /// waited for).
     pub fn during(self, step: &'static str) -> Error {
         match self {
-            e @ (Error::Timeout { .. } | Error::Step { .. } | Error::Interrupted) => e,
+            e @ (Error::Timeout { .. }
+            | Error::Step { .. }
+            | Error::Interrupted
+            | Error::NotDirectory { .. }) => e,
             e => Error::Step {
                 step,
                 source: Box::new(e),
@@ -166,9 +221,8 @@ impl Error {
 
     /// How long the CA asked to wait, when it did (through any step wrapping).
     pub fn retry_after(&self) -> Option<std::time::Duration> {
-        match self {
+        match self.root() {
             Error::RetryLater { after, .. } => Some(*after),
-            Error::Step { source, .. } => source.retry_after(),
             _ => None,
         }
     }
@@ -191,11 +245,25 @@ fn bind_fix(source: &std::io::Error, addr: std::net::SocketAddr, flag: &str) -> 
     }
 }
 
-fn hint(problem: &Problem) -> String {
-    problem
-        .hint()
-        .map(|h| format!(" ({h})"))
-        .unwrap_or_default()
+/// The hint for a `--dir` that is not a directory.
+pub const DIR_HINT: &str = "check --dir; it must be the CA's directory URL, e.g. https://acme-v02.api.letsencrypt.org/directory (or a name: letsencrypt, pebble, ...)";
+
+/// What to do when `--timeout` ran out while waiting for `awaited`.
+fn timeout_fix(awaited: &str) -> &'static str {
+    if awaited.contains("to validate") {
+        "the CA did not decide in time: check that it can reach acme-client's responders (the ports in the `listening on` lines, where it validates); a larger --timeout helps only a slow CA"
+    } else {
+        "the CA did not answer in time: check that it is up and answering at --dir; a larger --timeout helps only a slow CA, not one that hangs"
+    }
+}
+
+/// An I/O error in words, without the "(os error N)" the OS adds.
+pub fn io_words(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error ") {
+        Some(at) if text.ends_with(')') => text[..at].to_owned(),
+        _ => text,
+    }
 }
 
 /// The crate's result type.

@@ -123,6 +123,24 @@ pub fn mark_revoked(out: &Path, serial: &str) -> Result<bool> {
 /// Checks that `dir` exists (creating it), that a file and a symlink can be created in it, and
 /// that nothing in it is in the way of the files, before any network traffic.
 pub fn check_out_dir(dir: &Path) -> Result<()> {
+    if let Some(file) = dir
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .find(|a| a.exists() && !a.is_dir())
+    {
+        let what = if file == dir {
+            format!("--out {} is a file, not a directory", dir.display())
+        } else {
+            format!(
+                "--out {}: {} is a file, not a directory",
+                dir.display(),
+                file.display()
+            )
+        };
+        return Err(Error::Usage(what).with_hint(
+            "give --out a directory for the certificate files (it is created if missing)",
+        ));
+    }
     fs::create_dir_all(dir).map_err(io_err("create the --out directory", dir))?;
     let probe_name = format!(".acme-client-probe-{}", std::process::id());
     let probe = dir.join(&probe_name);
@@ -1088,6 +1106,23 @@ mod tests {
             .unwrap()
             .to_string_lossy()
             .into_owned()
+    }
+
+    #[test]
+    fn check_out_dir_refuses_a_file_with_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        fs::write(&file, b"").unwrap();
+        for out in [file.clone(), file.join("below")] {
+            let err = check_out_dir(&out).unwrap_err();
+            assert!(
+                err.to_string().contains("is a file, not a directory"),
+                "{err}"
+            );
+            assert!(!err.to_string().contains("os error"), "{err}");
+            assert!(err.hint().unwrap().contains("give --out a directory"));
+            assert_eq!(err.exit_code(), crate::error::exit::USAGE);
+        }
     }
 
     #[test]

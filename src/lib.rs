@@ -15,6 +15,7 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod files;
+pub mod output;
 pub mod renewer;
 pub mod serve;
 pub mod summary;

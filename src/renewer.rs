@@ -17,8 +17,9 @@ use tracing::{error, info, warn};
 
 use crate::acme::jws::AccountKey;
 use crate::acme::machine::{Action, Current};
+use crate::acme::progress::Reporter;
 use crate::acme::renewal::{Due, rfc3339};
-use crate::app::{blocking, issue, load_current, run_deploy_hook};
+use crate::app::{blocking, issue, load_current, run_deploy_hook, runtime};
 use crate::cert::{CertKey, Issued};
 use crate::challenge::ChallengeStore;
 use crate::cli::Config;
@@ -125,16 +126,17 @@ impl Renewer {
             let key = self.account_key.try_clone()?;
             let held = current.try_clone()?;
             let old_serial = current.issued.info.serial.clone();
-            let attempt = issue(
-                &self.config,
-                self.store.clone(),
-                key,
-                true,
-                Some(held),
-                &cancel,
+            // Renewals run in the background: no progress display, the log says what happens.
+            let rt = runtime(
+                &self.config.ca(),
+                Arc::new(self.store.clone()),
                 Instant::now(),
-            )
-            .await;
+                Reporter::none(),
+            );
+            let attempt = match rt {
+                Ok(rt) => issue(&self.config, &rt, key, true, Some(held), &cancel).await,
+                Err(e) => Err(e),
+            };
             // A new certificate is swapped in before the hook runs, so the hook sees it served.
             let attempt = match attempt {
                 Ok((outcome, _files)) if outcome.action != Action::Kept => {

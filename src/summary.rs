@@ -133,11 +133,6 @@ impl Timings<'_> {
     fn total_ms(&self) -> f64 {
         self.elapsed.as_secs_f64() * 1000.0
     }
-
-    /// Our own work: the wall time that no CA wait overlapped.
-    fn overhead_ms(&self) -> f64 {
-        (self.total_ms() - self.ca_wait_ms).max(0.0)
-    }
 }
 
 impl Serialize for Timings<'_> {
@@ -397,29 +392,11 @@ impl<'a> Summary<'a> {
 
     /// The `--timings` report: every request and wait, then the totals.
     pub fn timings_report(&self) -> String {
-        let mut out = String::from("   start ms   duration ms  what\n");
-        let mut events: Vec<&Event> = self.timings.events.iter().collect();
-        events.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
-        for e in events {
-            let status = e.status.map(|s| format!(" -> {s}")).unwrap_or_default();
-            let label = if e.kind == "request" {
-                e.what.clone()
-            } else {
-                format!("({} wait) {}", e.kind, e.what)
-            };
-            out.push_str(&format!(
-                "{:>11.3} {:>13.3}  {label}{status}\n",
-                e.start_ms, e.ms
-            ));
-        }
-        out.push_str(&format!(
-            "total {:.3} ms: waiting on the CA {:.3} ms, our own work {:.3} ms ({} requests)\n",
+        timings_report(
+            self.timings.events,
             self.timings.total_ms(),
             self.timings.ca_wait_ms,
-            self.timings.overhead_ms(),
-            self.requests()
-        ));
-        out
+        )
     }
 
     /// One line of JSON.
@@ -496,6 +473,32 @@ impl<'a> Summary<'a> {
         }
         out
     }
+}
+
+/// The `--timings` report of `events` (also of a failed run): every request and wait, then the
+/// totals.
+pub fn timings_report(events: &[Event], total_ms: f64, ca_wait_ms: f64) -> String {
+    let mut out = String::from("   start ms   duration ms  what\n");
+    let mut sorted: Vec<&Event> = events.iter().collect();
+    sorted.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
+    for e in sorted {
+        let status = e.status.map(|s| format!(" -> {s}")).unwrap_or_default();
+        let label = if e.kind == "request" {
+            e.what.clone()
+        } else {
+            format!("({} wait) {}", e.kind, e.what)
+        };
+        out.push_str(&format!(
+            "{:>11.3} {:>13.3}  {label}{status}\n",
+            e.start_ms, e.ms
+        ));
+    }
+    let requests = events.iter().filter(|e| e.kind == "request").count();
+    out.push_str(&format!(
+        "total {total_ms:.3} ms: waiting on the CA {ca_wait_ms:.3} ms, our own work {:.3} ms ({requests} requests)\n",
+        (total_ms - ca_wait_ms).max(0.0)
+    ));
+    out
 }
 
 /// An address a local user can connect to: a wildcard bind address becomes loopback.

@@ -88,11 +88,34 @@ pub async fn find_or_create(
     }
     // newAccount with the same key is idempotent (RFC 8555 §7.3.1: an existing account is
     // returned), so a lost answer may be asked for again.
-    let reply = acme.post(&url, Some(&payload), None).await?;
+    let reply = acme
+        .post(&url, Some(&payload), None)
+        .await
+        .map_err(|e| contact_hint(e, !new.contacts.is_empty()))?;
     let account_url = reply.location()?;
     let created = reply.status == reqwest::StatusCode::CREATED;
     info!(account = %account_url, created, "account ready");
     Ok((account_url, created))
+}
+
+/// A newAccount refusal that is about the contact gets the fix as its hint: `invalidContact`
+/// (RFC 8555 §7.3), or `malformed` when no contact was sent, as a CA that requires one answers.
+fn contact_hint(e: Error, contacts_given: bool) -> Error {
+    let Error::Acme { problem } = &e else {
+        return e;
+    };
+    if problem.is_type("invalidContact") {
+        let fix = if contacts_given {
+            "the CA refused the contact: pass one it accepts with --contact mailto:ADDR"
+        } else {
+            "this CA requires a contact: pass --contact mailto:ADDR"
+        };
+        e.with_hint(fix)
+    } else if problem.is_type("malformed") && !contacts_given {
+        e.with_hint("this CA may require a contact: pass --contact mailto:ADDR")
+    } else {
+        e
+    }
 }
 
 /// Updates the account (RFC 8555 §7.3.2, §7.3.6) with `payload` and returns it as the CA now has it.
@@ -144,5 +167,45 @@ pub async fn revoke(acme: &Transport, der: &[u8], reason: Option<u8>) -> Result<
             }
         }
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acme::types::Problem;
+
+    fn refused(kind: &str) -> Error {
+        Error::Acme {
+            problem: Problem {
+                kind: format!("urn:ietf:params:acme:error:{kind}"),
+                ..Problem::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_ca_requiring_a_contact_gets_the_flag_as_hint_rfc8555_7_3() {
+        let hint = |kind, given| contact_hint(refused(kind), given).hint();
+        assert_eq!(
+            hint("invalidContact", false).as_deref(),
+            Some("this CA requires a contact: pass --contact mailto:ADDR")
+        );
+        assert!(
+            hint("invalidContact", true)
+                .unwrap()
+                .contains("one it accepts")
+        );
+        assert!(
+            hint("malformed", false)
+                .unwrap()
+                .contains("--contact mailto:ADDR")
+        );
+        // A malformed request with a contact is not about the contact.
+        assert_eq!(hint("malformed", true), None);
+        assert_eq!(hint("badNonce", false), None);
+        // The exit code stays the CA's.
+        let e = contact_hint(refused("invalidContact"), false);
+        assert_eq!(e.exit_code(), crate::error::exit::CA);
     }
 }

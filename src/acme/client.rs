@@ -125,6 +125,38 @@ impl Reply {
     }
 }
 
+/// The directory object in `reply` (RFC 8555 §7.1.1). A 4xx answer, or one that is not a
+/// directory, means `--dir` names something else: [`Error::NotDirectory`]. A 5xx is the CA's
+/// own failure and keeps its problem document.
+fn directory(reply: &Reply) -> Result<Directory> {
+    let not_directory = |detail: String| Error::NotDirectory {
+        url: reply.url.clone(),
+        detail,
+    };
+    if reply.status.is_client_error() {
+        return Err(not_directory(format!("it answered HTTP {}", reply.status)));
+    }
+    if !reply.status.is_success() {
+        return Err(Error::Acme {
+            problem: reply.problem(),
+        });
+    }
+    let value: Value = serde_json::from_slice(&reply.body).map_err(|_| {
+        let kind = reply
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("no Content-Type");
+        not_directory(format!("its {} answer is not JSON ({kind})", reply.status))
+    })?;
+    serde_json::from_value(value).map_err(|e| {
+        not_directory(format!(
+            "its JSON lacks what a directory holds ({})",
+            e.to_string().replace('`', "")
+        ))
+    })
+}
+
 /// Whether a `Replay-Nonce` value is usable: base64url, as RFC 8555 §6.5.1 requires (clients
 /// must ignore any other value), and of a sane length.
 pub fn valid_nonce(value: &str) -> bool {
@@ -247,12 +279,7 @@ impl Transport {
         let reply = transport
             .read("GET", dir_url, || transport.http.get(dir_url))
             .await?;
-        if !reply.status.is_success() {
-            return Err(Error::Acme {
-                problem: reply.problem(),
-            });
-        }
-        transport.directory = reply.json()?;
+        transport.directory = directory(&reply)?;
         Ok(transport)
     }
 
@@ -744,6 +771,29 @@ mod tests {
             p.detail
                 .unwrap()
                 .contains("HTTP 500 Internal Server Error from https://ca/x")
+        );
+    }
+
+    #[test]
+    fn a_dir_that_is_not_a_directory_says_so_rfc8555_7_1_1() {
+        for (status, body, why) in [
+            (404, "404 page not found", "HTTP 404 Not Found"),
+            (200, "<html></html>", "is not JSON"),
+            (200, r#"{"hello":"world"}"#, "missing field newNonce"),
+        ] {
+            let err = directory(&reply(status, body)).unwrap_err();
+            assert!(matches!(err, Error::NotDirectory { .. }), "{err}");
+            assert!(err.to_string().contains(why), "{err}");
+            assert!(err.hint().unwrap().starts_with("check --dir;"), "{err}");
+        }
+        // The CA's own failure is its problem, not a wrong --dir.
+        let err = directory(&reply(500, "oops")).unwrap_err();
+        assert!(matches!(err, Error::Acme { .. }), "{err}");
+        let ok =
+            r#"{"newNonce":"https://ca/n","newAccount":"https://ca/a","newOrder":"https://ca/o"}"#;
+        assert_eq!(
+            directory(&reply(200, ok)).unwrap().new_order,
+            "https://ca/o"
         );
     }
 

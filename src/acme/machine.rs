@@ -21,6 +21,7 @@ use super::account::{self, NewAccount};
 use super::client::{PEM_CHAIN, Reply, Transport};
 use super::jws::{AccountKey, b64};
 use super::policy::{Policy, RequestStats, RetryAfter, later};
+use super::progress::{AuthzState, Phase, Progress, Reporter, names};
 use super::renewal::{self, Due};
 use super::solver::{ChallengeKind, Solver, Task};
 use super::timeline::{Event, Timeline};
@@ -103,6 +104,8 @@ pub struct Runtime {
     pub solver: Arc<dyn Solver>,
     /// Every request and wait, for the timings report.
     pub timeline: Timeline,
+    /// Told how the exchange is going (a progress display), or no one.
+    pub progress: Reporter,
 }
 
 /// What the run did with the certificate.
@@ -244,20 +247,43 @@ pub enum Step {
 }
 
 impl Step {
+    /// The phase the step belongs to.
+    pub fn phase(&self) -> Phase {
+        match self {
+            Step::Directory { .. } => Phase::Directory,
+            Step::Review { .. } => Phase::Review,
+            Step::Nonce { .. } => Phase::Nonce,
+            Step::Account { .. } => Phase::Account,
+            Step::Order { .. } => Phase::Order,
+            Step::Authorizations { .. } => Phase::Authorizations,
+            Step::Finalize { .. } => Phase::Finalize,
+            Step::Certificate { .. } => Phase::Certificate,
+            Step::Revoke { .. } => Phase::Revoke,
+            Step::Schedule { .. } => Phase::Schedule,
+            Step::Done(_) => Phase::Done,
+        }
+    }
+
     /// What the step is doing, for logs and error messages.
     pub fn name(&self) -> &'static str {
+        self.phase().doing()
+    }
+
+    /// What the step waits on the CA for: the words after "waiting for".
+    pub fn awaiting(&self) -> String {
         match self {
-            Step::Directory { .. } => "reading the directory",
-            Step::Review { .. } => "checking whether the certificate is due",
-            Step::Nonce { .. } => "getting a nonce",
-            Step::Account { .. } => "finding or creating the account",
-            Step::Order { .. } => "creating the order",
-            Step::Authorizations { .. } => "validating the authorizations",
-            Step::Finalize { .. } => "finalizing the order",
-            Step::Certificate { .. } => "downloading the certificate",
-            Step::Revoke { .. } => "revoking the certificate",
-            Step::Schedule { .. } => "finding when to renew",
-            Step::Done(_) => "done",
+            Step::Directory { .. } => "the CA's directory to answer".into(),
+            Step::Review { .. } | Step::Schedule { .. } => "the CA's renewal information".into(),
+            Step::Nonce { .. } => "a nonce from the CA".into(),
+            Step::Account { .. } => "the CA to find or create the account".into(),
+            Step::Order { .. } => "the CA to create the order".into(),
+            Step::Authorizations { order, .. } => {
+                format!("the CA to validate {}", names(order.authorizations.len()))
+            }
+            Step::Finalize { .. } => "the CA to issue the certificate".into(),
+            Step::Certificate { .. } => "the certificate to download".into(),
+            Step::Revoke { .. } => "the CA to revoke the certificate".into(),
+            Step::Done(_) => "nothing".into(),
         }
     }
 
@@ -549,7 +575,7 @@ async fn place_order(plan: &Plan, session: Session) -> Result<Step> {
     };
     let order_url = reply.location()?;
     let order: Order = reply.json()?;
-    info!(order = %order_url, status = %order.status, authorizations = order.authorizations.len(), "order created");
+    debug!(order = %order_url, status = %order.status, authorizations = order.authorizations.len(), "order created");
     let ready = order.status == Status::Ready;
     let order = OrderRef {
         session,
@@ -590,7 +616,7 @@ async fn send_csr(
         }
     };
     let (mut state, mut retry_after) = finalize(acme, rt, &order, &csr).await?;
-    let mut poll = Backoff::new(rt);
+    let mut poll = Backoff::new(rt, "the CA to issue the certificate".into());
     let url = loop {
         match order_next(&state) {
             OrderNext::Download(url) => break url,
@@ -626,7 +652,7 @@ async fn fetch_certificate(
         (None, CertRequest::Generate(_)) => Vec::new(),
     };
     let (issued, url) = download(acme, plan, url, &public_key).await?;
-    info!(serial = %issued.info.serial, not_after = %issued.info.not_after, chain_to = %issued.info.chain_to, "certificate issued");
+    debug!(serial = %issued.info.serial, not_after = %issued.info.not_after, chain_to = %issued.info.chain_to, "certificate issued");
     let renewal = &order.session.renewal;
     let done = Box::new(Outcome {
         action: if plan.current.is_some() {
@@ -695,7 +721,7 @@ async fn finalize(
     csr: &[u8],
 ) -> Result<(Order, Option<RetryAfter>)> {
     let payload = json!({"csr": b64(csr)});
-    let mut poll = Backoff::new(rt);
+    let mut poll = Backoff::new(rt, "the order to become ready for finalizing".into());
     let mut lost = 0;
     loop {
         match acme
@@ -816,20 +842,37 @@ struct Pending {
 /// every answer before the first challenge is answered (a name and its wildcard share one TXT
 /// name, and a caching resolver must see both values at once), answer them all, then poll the
 /// order, one request per poll, until it is `ready`. Returns how many authorizations were
-/// valid already (reused).
+/// valid already (reused). Each authorization's state goes to the progress reporter.
 async fn authorize_all(plan: &Plan, rt: &Runtime, order: &OrderRef) -> Result<usize> {
     let acme = &order.session.acme;
+    let challenge = plan.kind.acme_type();
+    let tell = |authz: &Authorization, state: AuthzState, reused: bool| {
+        rt.progress.emit(Progress::Authorization {
+            name: authz.name(),
+            challenge,
+            state,
+            reused,
+        });
+    };
     let fetched = try_join_all(
         order
             .authorizations
             .iter()
-            .map(|url| fetch_authz(acme, plan, url)),
+            .map(|url| fetch_authz(acme, plan, rt, url)),
     )
     .await?;
     let reused = fetched
         .iter()
         .filter(|p| p.authz.status == Status::Valid)
         .count();
+    // Reported in the order's own order, whatever order the answers came in.
+    for pending in &fetched {
+        match (pending.authz.status, &pending.answer) {
+            (Status::Valid, _) => tell(&pending.authz, AuthzState::Valid, true),
+            (_, Some(_)) => tell(&pending.authz, AuthzState::Pending, false),
+            (_, None) => tell(&pending.authz, AuthzState::Answered, false),
+        }
+    }
     // Held until every authorization is decided, so the answers stay published meanwhile.
     let mut _published = Vec::new();
     for pending in &fetched {
@@ -855,38 +898,81 @@ async fn authorize_all(plan: &Plan, rt: &Runtime, order: &OrderRef) -> Result<us
         fetched
             .iter()
             .filter_map(|p| p.answer.as_ref().map(|(c, _)| (p, c)))
-            .map(|(p, c)| answer(acme, p, c)),
+            .map(|(p, c)| async move {
+                let retry_after = answer(acme, p, c).await?;
+                tell(&p.authz, AuthzState::Answered, false);
+                Ok::<_, Error>(retry_after)
+            }),
     )
     .await?;
-    if fetched.iter().all(|p| p.authz.status == Status::Valid) {
+    let undecided: Vec<&Pending> = fetched
+        .iter()
+        .filter(|p| p.authz.status != Status::Valid)
+        .collect();
+    if undecided.is_empty() {
         return Ok(reused);
     }
+    let awaited: Vec<String> = undecided.iter().map(|p| p.authz.name()).collect();
     // The longest Retry-After any challenge answer carried is the first pause.
     let mut retry_after = answered.into_iter().flatten().max_by_key(|r| r.wait);
-    let mut poll = Backoff::new(rt);
+    let mut poll = Backoff::new(
+        rt,
+        format!(
+            "the CA to validate {} ({})",
+            names(awaited.len()),
+            some_of(&awaited)
+        ),
+    );
     loop {
         poll.wait(retry_after.take()).await?;
         let reply = acme.get(&order.url).await?;
         let state: Order = reply.json()?;
         match state.status {
             Status::Ready | Status::Processing | Status::Valid => {
-                info!(
+                for pending in &undecided {
+                    tell(&pending.authz, AuthzState::Valid, false);
+                }
+                debug!(
                     authorizations = fetched.len(),
                     reused, "every authorization is valid"
                 );
                 return Ok(reused);
             }
-            Status::Invalid => return Err(explain_invalid(acme, plan, order, &state).await),
+            Status::Invalid => return Err(explain_invalid(acme, plan, rt, order, &state).await),
             _ => retry_after = reply.retry_after(),
         }
     }
 }
 
-/// Fetches one authorization and decides what it needs.
-async fn fetch_authz(acme: &Transport, plan: &Plan, url: &str) -> Result<Pending> {
+/// Up to three of `names`, then how many more.
+fn some_of(names: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let mut text = names
+        .iter()
+        .take(SHOWN)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        text.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    text
+}
+
+/// Fetches one authorization and decides what it needs; reports it when it failed.
+async fn fetch_authz(acme: &Transport, plan: &Plan, rt: &Runtime, url: &str) -> Result<Pending> {
     let reply = acme.get(url).await?;
     let authz: Authorization = reply.json()?;
-    let answer = match authz_action(&authz, plan.kind.acme_type()) {
+    let action = authz_action(&authz, plan.kind.acme_type());
+    if let AuthzAction::Fail(_) = action {
+        rt.progress.emit(Progress::Authorization {
+            name: authz.name(),
+            challenge: plan.kind.acme_type(),
+            state: AuthzState::Invalid,
+            reused: false,
+        });
+    }
+    let answer = match action {
         AuthzAction::Valid => {
             debug!(authorization = url, name = %authz.name(), "already valid, reused");
             None
@@ -952,8 +1038,15 @@ async fn answer(
 }
 
 /// The error for an order that turned `invalid`: the first failed authorization's problem
-/// (fetched now; the order's own `error` is often only a summary), else the order's.
-async fn explain_invalid(acme: &Transport, plan: &Plan, order: &OrderRef, state: &Order) -> Error {
+/// (fetched now; the order's own `error` is often only a summary), else the order's. The
+/// authorizations read on the way are reported as they stand.
+async fn explain_invalid(
+    acme: &Transport,
+    plan: &Plan,
+    rt: &Runtime,
+    order: &OrderRef,
+    state: &Order,
+) -> Error {
     for url in &order.authorizations {
         let Ok(reply) = acme.get(url).await else {
             continue;
@@ -961,7 +1054,19 @@ async fn explain_invalid(acme: &Transport, plan: &Plan, order: &OrderRef, state:
         let Ok(authz) = reply.json::<Authorization>() else {
             continue;
         };
-        if let AuthzAction::Fail(problem) = authz_action(&authz, plan.kind.acme_type()) {
+        let action = authz_action(&authz, plan.kind.acme_type());
+        let state = match &action {
+            AuthzAction::Valid => AuthzState::Valid,
+            AuthzAction::Fail(_) => AuthzState::Invalid,
+            AuthzAction::Wait | AuthzAction::Respond(_) => continue,
+        };
+        rt.progress.emit(Progress::Authorization {
+            name: authz.name(),
+            challenge: plan.kind.acme_type(),
+            state,
+            reused: false,
+        });
+        if let AuthzAction::Fail(problem) = action {
             return invalid_authz(&authz, problem);
         }
     }
@@ -977,9 +1082,8 @@ fn invalid_authz(authz: &Authorization, problem: super::types::Problem) -> Error
     } else {
         problem
     };
-    let wildcard = if authz.wildcard { "*." } else { "" };
     Error::Invalid {
-        what: format!("the authorization for {wildcard}{}", authz.identifier.value),
+        what: format!("the authorization for {}", authz.name()),
         problem,
     }
 }
@@ -992,6 +1096,8 @@ pub struct Backoff {
     deadline: Instant,
     timeout: Duration,
     timeline: Timeline,
+    /// What the polls wait for, for the timeout's message.
+    awaiting: String,
 }
 
 /// First polling pause: a fast CA finishes validation in a few milliseconds.
@@ -1000,13 +1106,15 @@ const POLL_FIRST: Duration = Duration::from_millis(2);
 const POLL_MAX: Duration = Duration::from_secs(2);
 
 impl Backoff {
-    /// A fresh policy bounded by the plan's deadline.
-    pub fn new(rt: &Runtime) -> Self {
+    /// A fresh policy bounded by the plan's deadline, polling for `awaiting` (the words after
+    /// "waiting for").
+    pub fn new(rt: &Runtime, awaiting: String) -> Self {
         Backoff {
             next: POLL_FIRST,
             deadline: rt.deadline,
             timeout: rt.timeout,
             timeline: rt.timeline.clone(),
+            awaiting,
         }
     }
 
@@ -1040,7 +1148,7 @@ impl Backoff {
             tokio::time::sleep_until(self.deadline).await;
             return Err(Error::Timeout {
                 secs: self.timeout.as_secs(),
-                step: "polling the CA",
+                awaited: self.awaiting.clone(),
             });
         };
         let started = Instant::now();
@@ -1051,33 +1159,43 @@ impl Backoff {
     }
 }
 
-/// Runs the machine from the directory to the end, within the plan's deadline.
+/// Runs the machine from the directory to the end, within the plan's deadline, telling the
+/// progress reporter each phase as it starts.
 pub async fn obtain(plan: &Plan, rt: &Runtime, key: AccountKey) -> Result<Outcome> {
     let mut step = Step::Directory { key };
     let mut steps = Vec::new();
     loop {
         let name = step.name();
+        let awaiting = step.awaiting();
         let started = Instant::now();
         debug!(step = name, "entering step");
+        rt.progress.emit(Progress::Phase {
+            phase: step.phase(),
+            awaiting: awaiting.clone(),
+        });
         step = match tokio::time::timeout_at(rt.deadline, step.advance(plan, rt)).await {
             Ok(Ok(next)) => next,
             Ok(Err(e)) => return Err(e.during(name)),
             Err(_) => {
                 return Err(Error::Timeout {
                     secs: rt.timeout.as_secs(),
-                    step: name,
+                    awaited: awaiting,
                 });
             }
         };
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         steps.push(StepTiming { step: name, ms });
-        info!(
+        debug!(
             step = name,
             ms = format!("{ms:.1}"),
             next = step.name(),
             "step done"
         );
         if let Step::Done(mut outcome) = step {
+            rt.progress.emit(Progress::Phase {
+                phase: Phase::Done,
+                awaiting: String::new(),
+            });
             outcome.steps = steps;
             outcome.events = rt.timeline.events();
             outcome.ca_wait_ms = rt.timeline.ca_wait_ms();
@@ -1101,13 +1219,14 @@ mod tests {
             policy: Policy::new(None, deadline, Duration::from_secs(60)),
             solver: Arc::new(crate::challenge::ChallengeStore::new()),
             timeline: Timeline::new(Instant::now()),
+            progress: Reporter::none(),
         }
     }
 
     #[test]
     fn backoff_starts_fast_doubles_and_caps() {
         crate::install_crypto_provider();
-        let mut b = Backoff::new(&rt());
+        let mut b = Backoff::new(&rt(), "a test".into());
         let delays: Vec<u128> = (0..12).map(|_| b.delay(None).as_millis()).collect();
         assert_eq!(&delays[..5], &[2, 4, 8, 16, 32]);
         assert_eq!(*delays.last().unwrap(), 2000);
@@ -1116,7 +1235,7 @@ mod tests {
     #[test]
     fn backoff_honours_retry_after_in_full_rfc8555_7_5_1() {
         crate::install_crypto_provider();
-        let mut b = Backoff::new(&rt());
+        let mut b = Backoff::new(&rt(), "a test".into());
         let now = std::time::SystemTime::now();
         let ra = |v: &str| RetryAfter::parse(v, now).unwrap();
         assert_eq!(b.delay(Some(&ra("3"))), Duration::from_secs(3));
@@ -1131,7 +1250,7 @@ mod tests {
         crate::install_crypto_provider();
         let mut p = rt();
         p.deadline = Instant::now() + Duration::from_secs(5);
-        let mut b = Backoff::new(&p);
+        let mut b = Backoff::new(&p, "a test".into());
         let started = Instant::now();
         let ra = RetryAfter::parse("60", std::time::SystemTime::now());
         let err = b.wait(ra).await.unwrap_err();
@@ -1144,7 +1263,7 @@ mod tests {
         crate::install_crypto_provider();
         let mut p = rt();
         p.deadline = Instant::now() + Duration::from_millis(30);
-        let mut b = Backoff::new(&p);
+        let mut b = Backoff::new(&p, "a test".into());
         let mut outcome = Ok(());
         for _ in 0..20 {
             outcome = b.wait(None).await;

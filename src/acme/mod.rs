@@ -5,6 +5,7 @@ pub mod client;
 pub mod jws;
 pub mod machine;
 pub mod policy;
+pub mod progress;
 pub mod records;
 pub mod renewal;
 pub mod solver;

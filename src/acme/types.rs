@@ -287,7 +287,7 @@ pub fn authz_action<'a>(authz: &'a Authorization, kind: &str) -> AuthzAction<'a>
         Status::Pending => match authz.challenges.iter().find(|c| c.kind == kind) {
             None => AuthzAction::Fail(Problem::local(format!(
                 "the CA offers no {kind} challenge for {} (offered: {})",
-                authz.identifier.value,
+                authz.name(),
                 authz
                     .challenges
                     .iter()
@@ -482,6 +482,39 @@ mod tests {
         order.error = Some(serde_json::from_str(PROBLEM).unwrap());
         match order_next(&order) {
             OrderNext::Fail(p) => assert!(p.is_type("malformed")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn statuses_are_shown_in_the_protocol_words_rfc8555_7_1_6() {
+        for word in [
+            "pending",
+            "ready",
+            "processing",
+            "valid",
+            "invalid",
+            "deactivated",
+            "expired",
+            "revoked",
+        ] {
+            let status: Status = serde_json::from_value(serde_json::json!(word)).unwrap();
+            assert_eq!(status.to_string(), word);
+        }
+    }
+
+    #[test]
+    fn a_wildcard_authorization_is_named_with_its_star_rfc8555_7_1_4() {
+        let authz: Authorization = serde_json::from_str(
+            r#"{"identifier":{"type":"dns","value":"example.org"},"status":"pending",
+                "wildcard":true,"challenges":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(authz.name(), "*.example.org");
+        match authz_action(&authz, "dns-01") {
+            AuthzAction::Fail(p) => {
+                assert!(p.to_string().contains("challenge for *.example.org"), "{p}")
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -32,7 +32,7 @@ async fn fails(
         "{stderr}\n--- pebble\n{}",
         pebble.log()
     );
-    let last = stderr.lines().last().unwrap_or_default().to_owned();
+    let last = error_line(&stderr).to_owned();
     for e in expect {
         assert!(last.contains(e), "the error should contain {e:?}:\n{last}");
     }
@@ -166,7 +166,7 @@ async fn challenge_found_invalid_keeps_the_old_files() {
         std::fs::write(client.out.path().join(f), format!("old {f}")).unwrap();
     }
     let stderr = client.expect_exit(4, Duration::from_secs(30)).await;
-    let last = stderr.lines().last().unwrap();
+    let last = error_line(&stderr);
     for e in [
         "validating the authorizations",
         "the authorization for bad.example.test is invalid",
@@ -214,14 +214,18 @@ async fn directory_not_json() {
         body: "<html>hello</html>".into(),
     };
     let proxy = Proxy::start(&pebble, vec![Rule::new("/dir", 1, fault)]).await;
-    fails(
+    let stderr = fails(
         &pebble,
         &proxy.dir_url(),
         &["d.example.test"],
         4,
-        &["reading the directory", "not the expected JSON"],
+        &["is not an ACME directory", "answer is not JSON (text/html)"],
     )
     .await;
+    assert!(
+        hint_line(&stderr).is_some_and(|h| h.starts_with("hint: check --dir;")),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,14 +237,18 @@ async fn directory_lacking_fields() {
         body: r#"{"newNonce":"https://127.0.0.1/n"}"#.into(),
     };
     let proxy = Proxy::start(&pebble, vec![Rule::new("/dir", 1, fault)]).await;
-    fails(
+    let stderr = fails(
         &pebble,
         &proxy.dir_url(),
         &["d.example.test"],
         4,
-        &["reading the directory", "missing field `newAccount`"],
+        &["is not an ACME directory", "missing field newAccount"],
     )
     .await;
+    assert!(
+        hint_line(&stderr).is_some_and(|h| h.starts_with("hint: check --dir;")),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -376,9 +384,6 @@ async fn endless_rate_limit_stops_within_the_timeout() {
     let (code, stderr, took) = rate_limited(0, 503, &["--no-serve", "--timeout", "4"]).await;
     // Once the next Retry-After would end past the deadline, it stops at once with exit 5.
     assert_eq!(code, Some(5), "{stderr}");
-    assert!(
-        stderr.lines().last().unwrap().contains("Retry-After: 1"),
-        "{stderr}"
-    );
+    assert!(error_line(&stderr).contains("Retry-After: 1"), "{stderr}");
     assert!(took < Duration::from_secs(6), "{took:?}");
 }

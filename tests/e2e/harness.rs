@@ -79,18 +79,22 @@ pub fn udp_in_use(port: u16) -> bool {
     UdpSocket::bind(("127.0.0.1", port)).is_err()
 }
 
-/// Debian's Pebble 2.4 (on PATH); its absence is a failure with the install hint.
-fn pebble_bin() -> PathBuf {
+/// `program` on PATH; its absence is a failure saying `why` it is needed and how to install it.
+pub fn installed(program: &str, why: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .map(|dir| dir.join("pebble"))
+        .map(|dir| dir.join(program))
         .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "Pebble is not installed, and the end-to-end tests need it: \
-                 run `apt-get install -y pebble` (Debian), or pebble/start, which installs it"
-            )
-        })
+        .unwrap_or_else(|| panic!("{program} is not installed, and {why}"))
+}
+
+/// Debian's Pebble 2.4 (on PATH); its absence is a failure with the install hint.
+fn pebble_bin() -> PathBuf {
+    installed(
+        "pebble",
+        "the end-to-end tests need it: run `apt-get install -y pebble` (Debian), or pebble/start, \
+         which installs it",
+    )
 }
 
 /// The current Pebble: `$ACME_TEST_PEBBLE`, else `../shared/pebble/pebble` beside the repo.
@@ -780,4 +784,26 @@ pub use acme_client::challenge::test_publication as publication;
 pub fn leaf_of(client: &Client) -> CertificateDer<'static> {
     use rustls_pki_types::pem::PemObject as _;
     CertificateDer::from_pem_file(client.out.path().join("cert.pem")).unwrap()
+}
+
+/// The one `acme-client: error: ...` line of a failed run's stderr (asserting there is exactly
+/// one, and that nothing but its hint follows it).
+pub fn error_line(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr.lines().collect();
+    let at: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].starts_with("acme-client: error: "))
+        .collect();
+    assert_eq!(at.len(), 1, "one error line expected:\n{stderr}");
+    let rest = &lines[at[0] + 1..];
+    assert!(
+        rest.is_empty() || (rest.len() == 1 && rest[0].starts_with("hint: ")),
+        "only a hint may follow the error:\n{stderr}"
+    );
+    lines[at[0]]
+}
+
+/// The `hint: ...` line under the error, when there is one.
+pub fn hint_line(stderr: &str) -> Option<&str> {
+    error_line(stderr);
+    stderr.lines().last().filter(|l| l.starts_with("hint: "))
 }

@@ -57,7 +57,7 @@ async fn untrusted_ca_is_refused_at_once_without_retries() {
     let elapsed = started.elapsed();
     let stderr = client.stderr();
     assert_eq!(status.map(|s| s.code()), Some(Some(3)), "{stderr}");
-    let last = stderr.lines().last().unwrap_or_default();
+    let last = error_line(&stderr);
     assert!(
         last.contains("TLS certificate")
             && last.contains("is not trusted by --ca-bundle")
@@ -104,12 +104,12 @@ async fn unreachable_ca_is_retried_briefly_then_reported() {
     let mut client = Client::spawn(&args);
     let stderr = client.expect_exit(3, Duration::from_secs(15)).await;
     assert!(
-        stderr
-            .lines()
-            .last()
-            .unwrap()
-            .contains("cannot reach the ACME server"),
+        error_line(&stderr).contains("cannot reach the ACME server"),
         "{stderr}"
+    );
+    assert_eq!(
+        hint_line(&stderr),
+        Some("hint: check --dir and that the CA is running")
     );
     assert_eq!(
         stderr.matches("retrying").count(),

@@ -80,10 +80,16 @@ async fn a_busy_port_names_the_port_and_its_flag() {
     let _squatter = std::net::UdpSocket::bind(("127.0.0.1", pebble.dns_port)).unwrap();
     let mut client = Client::start(&pebble, "http01", &["busy.example.test"], &["--no-serve"]);
     let stderr = client.expect_exit(6, Duration::from_secs(10)).await;
-    let last = stderr.lines().last().unwrap();
+    // The port in the error, its flag in the hint.
+    let last = error_line(&stderr);
     assert!(
-        last.contains(&format!("127.0.0.1:{}", pebble.dns_port)) && last.contains("--dns-port"),
+        last.contains(&format!("127.0.0.1:{}", pebble.dns_port)),
         "{last}"
+    );
+    let hint = hint_line(&stderr).unwrap_or_default();
+    assert!(
+        hint.contains("free the port or choose another with --dns-port"),
+        "{stderr}"
     );
     assert!(
         !stderr.contains("request method"),
@@ -103,12 +109,17 @@ async fn an_unwritable_out_is_a_usage_error_before_any_traffic() {
         &["--no-serve", "--out", out.to_str().unwrap()],
     );
     let stderr = client.expect_exit(2, Duration::from_secs(10)).await;
+    let error = error_line(&stderr);
     assert!(
-        stderr
-            .lines()
-            .last()
-            .unwrap()
-            .contains("choose a directory acme-client can create and write")
+        error.contains(&format!(
+            "{} is a file, not a directory",
+            file.path().display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        hint_line(&stderr).is_some_and(|h| h.contains("give --out a directory")),
+        "{stderr}"
     );
     assert!(
         !stderr.contains("request method"),

@@ -34,14 +34,16 @@ fn run(args: &[&str]) -> (Option<i32>, String, usize) {
 fn refused(args: &[&str], expect: &str) {
     let (code, stderr, connections) = run(args);
     assert_eq!(code, Some(2), "{args:?}: {stderr}");
-    assert_eq!(
-        stderr.trim().lines().count(),
-        1,
-        "{args:?}: one line expected, got:\n{stderr}"
+    // One error line, at most one hint line under it, and nothing else.
+    let lines: Vec<&str> = stderr.trim().lines().collect();
+    assert!(
+        lines[0].starts_with("acme-client: error: ")
+            && (lines.len() == 1 || (lines.len() == 2 && lines[1].starts_with("hint: "))),
+        "{args:?}: one error line and at most one hint expected, got:\n{stderr}"
     );
     assert!(
-        stderr.contains(expect),
-        "{args:?}: {stderr:?} should mention {expect:?}"
+        lines[0].contains(expect),
+        "{args:?}: {stderr:?} should mention {expect:?} in the error"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(
@@ -250,6 +252,31 @@ fn short_d_is_domain() {
 }
 
 #[test]
+fn clap_errors_take_the_one_format_with_a_hint() {
+    let (code, stderr, _) = run(&with("http01", &["--domain", "a.test", "--forc"]));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(
+        stderr,
+        "acme-client: error: unexpected argument '--forc' found\n\
+         hint: a similar argument exists: '--force'\n"
+    );
+    // --color always colours the error even into this pipe; the words stay the same.
+    let (code, stderr, _) = run(&with(
+        "http01",
+        &["--domain", "a.test", "--color", "always", "--forc"],
+    ));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("acme-client: \x1b[1;31merror:\x1b[0m unexpected argument '--forc'"),
+        "{stderr:?}"
+    );
+    refused(
+        &with("http01", &["--domain", "a.test", "--color", "sometimes"]),
+        "--color <WHEN>",
+    );
+}
+
+#[test]
 fn email_not_an_address() {
     // Were an address let through, the run would stay within a directory of its own.
     let out = tempfile::tempdir().unwrap();
@@ -320,4 +347,14 @@ fn dir_preset_misspelled() {
         refused(args, expect);
         assert!(!run(args).1.contains("relative URL"));
     }
+}
+
+#[test]
+fn a_usage_error_from_validation_has_the_same_format() {
+    let (code, stderr, _) = run(&with("http01", &[]));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("acme-client: error: no name given"),
+        "{stderr}"
+    );
 }

@@ -160,12 +160,8 @@ async fn rollover_the_ca_refuses_keeps_the_old_key() {
         proxy.exchanges(),
         refused.stderr()
     );
-    let last = refused
-        .stderr()
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_owned();
+    let stderr = refused.stderr();
+    let last = error_line(&stderr);
     assert!(last.contains("already in use"), "{last}");
     assert_eq!(
         std::fs::read(&account_pem).unwrap(),

@@ -107,7 +107,7 @@ async fn failing_deploy_hook_exits_7_and_the_files_stay() {
     )
     .await;
     let stderr = client.stderr();
-    let last = stderr.lines().last().unwrap_or_default();
+    let last = error_line(&stderr);
     assert!(
         last.contains("hook") && last.contains('3'),
         "the message must name the hook and its exit status 3: {last}"

@@ -54,7 +54,7 @@ async fn profile_is_refused_by_a_ca_without_profiles() {
     )
     .await;
     let stderr = client.stderr();
-    let last = stderr.lines().last().unwrap_or_default();
+    let last = error_line(&stderr);
     assert!(
         last.contains("shortlived") && last.contains("profile"),
         "the refusal must name the profile: {last}"

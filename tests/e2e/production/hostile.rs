@@ -78,7 +78,7 @@ async fn absurd(value: &'static str, code: i32) -> (String, Duration) {
 async fn beyond_the_timeout(value: &'static str) {
     let (stderr, took) = absurd(value, 5).await;
     assert!(took < Duration::from_secs(6), "took {took:?}: not at once");
-    let last = stderr.lines().last().unwrap_or_default();
+    let last = error_line(&stderr);
     assert!(
         last.contains(value),
         "the error should quote Retry-After {value:?}: {last}"
