@@ -23,7 +23,7 @@ pub fn pem_lf(tag: &str, der: &[u8]) -> String {
 }
 
 /// The certificate key's type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyType {
     /// ECDSA P-256
     Ec256,
@@ -115,7 +115,7 @@ impl CertKey {
         let mut dn = DistinguishedName::new();
         let first_dns = names
             .iter()
-            .find(|n| n.parse::<std::net::IpAddr>().is_err() && n.len() <= 64);
+            .find(|n| !crate::names::is_ip(n) && n.len() <= 64);
         if let Some(first) = first_dns {
             dn.push(DnType::CommonName, first.as_str());
         }

@@ -15,10 +15,12 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod files;
+pub mod names;
 pub mod output;
 pub mod renewer;
 pub mod serve;
 pub mod summary;
+pub mod sync;
 
 /// Installs ring as the process's rustls crypto provider. Must run before any reqwest client is
 /// built (reqwest is compiled without a provider of its own). Safe to call more than once.

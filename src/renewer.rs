@@ -66,7 +66,7 @@ impl Served {
 
     /// The status endpoint's answer.
     pub fn status_json(&self) -> String {
-        let s = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let s = crate::sync::read(&self.state);
         json!({
             "names": s.names,
             "serial": s.serial,
@@ -85,7 +85,7 @@ impl Served {
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(|p| p.into_inner())
+        crate::sync::write(&self.state)
     }
 }
 

@@ -198,7 +198,7 @@ impl Host {
     /// The host for `names` (in the order given): the first DNS name that is not a wildcard,
     /// else the first IP address, else the first wildcard's base; None for no names.
     pub fn pick(names: &[String]) -> Option<Host> {
-        let ip = |n: &String| n.parse::<IpAddr>().ok();
+        let ip = |n: &String| crate::names::ip_address(n);
         names
             .iter()
             .find(|n| !n.starts_with("*.") && ip(n).is_none())

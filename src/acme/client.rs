@@ -24,6 +24,7 @@ use super::policy::{Endpoint, Policy, RetryAfter};
 use super::timeline::Timeline;
 use super::types::{Directory, Problem};
 use crate::error::{Error, Result};
+use crate::sync::lock;
 
 /// Attempts to open a connection to the CA before giving up (a few, within seconds).
 const CONNECT_ATTEMPTS: u32 = 4;
@@ -62,14 +63,14 @@ pub const PEM_CHAIN: &str = "application/pem-certificate-chain";
 
 /// A CA response, read whole.
 #[derive(Debug)]
-pub struct Reply {
+pub struct CaResponse {
     pub url: String,
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
 
-impl Reply {
+impl CaResponse {
     /// The `Location` header (account and order URLs, RFC 8555 §7.3, §7.4).
     pub fn location(&self) -> Result<String> {
         self.headers
@@ -128,7 +129,7 @@ impl Reply {
 /// The directory object in `reply` (RFC 8555 §7.1.1). A 4xx answer, or one that is not a
 /// directory, means `--dir` names something else: [`Error::NotDirectory`]. A 5xx is the CA's
 /// own failure and keeps its problem document.
-fn directory(reply: &Reply) -> Result<Directory> {
+fn directory(reply: &CaResponse) -> Result<Directory> {
     let not_directory = |detail: String| Error::NotDirectory {
         url: reply.url.clone(),
         detail,
@@ -211,9 +212,7 @@ fn is_loopback(url: &str) -> bool {
     let host = url.host_str().unwrap_or_default();
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+        || crate::names::ip_address(host).is_some_and(|ip| ip.is_loopback())
 }
 
 /// The ACME transport for one account key.
@@ -381,12 +380,12 @@ impl Transport {
 
     /// An unsigned GET, for the resources RFC 9773 §4.2 serves that way (renewal information).
     /// 429/503 and lost answers are handled as for every request.
-    pub async fn get_unsigned(&self, url: &str) -> Result<Reply> {
+    pub async fn get_unsigned(&self, url: &str) -> Result<CaResponse> {
         self.read("GET", url, || self.http.get(url)).await
     }
 
     /// POST-as-GET (RFC 8555 §6.3). A lost answer is asked for again.
-    pub async fn get(&self, url: &str) -> Result<Reply> {
+    pub async fn get(&self, url: &str) -> Result<CaResponse> {
         self.post(url, None, None).await
     }
 
@@ -397,7 +396,7 @@ impl Transport {
         url: &str,
         payload: Option<&Value>,
         accept: Option<&str>,
-    ) -> Result<Reply> {
+    ) -> Result<CaResponse> {
         let mut lost = 0;
         loop {
             match self.post_effect(url, payload, accept).await {
@@ -420,7 +419,7 @@ impl Transport {
         url: &str,
         payload: Option<&Value>,
         accept: Option<&str>,
-    ) -> Result<Reply> {
+    ) -> Result<CaResponse> {
         let mut bad_nonces = 0;
         let mut rate_limited = 0;
         loop {
@@ -473,7 +472,7 @@ impl Transport {
         method: &'static str,
         url: &str,
         build: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<Reply> {
+    ) -> Result<CaResponse> {
         let mut rate_limited = 0;
         let mut lost = 0;
         loop {
@@ -493,7 +492,7 @@ impl Transport {
 
     /// Tells the policy about a 429/503: everyone pauses until its `Retry-After` has passed.
     /// Fails at once when that is past the deadline.
-    fn wait_out(&self, reply: &Reply) -> Result<()> {
+    fn wait_out(&self, reply: &CaResponse) -> Result<()> {
         let retry_after = reply.retry_after();
         warn!(
             url = %reply.url,
@@ -527,7 +526,7 @@ impl Transport {
         method: &'static str,
         url: &str,
         build: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<Reply> {
+    ) -> Result<CaResponse> {
         let mut attempt = 0;
         let endpoint = self.endpoint(url);
         let queued = Instant::now();
@@ -609,7 +608,7 @@ impl Transport {
             Some(status.as_u16()),
             started,
         );
-        Ok(Reply {
+        Ok(CaResponse {
             url: url.to_owned(),
             status,
             headers,
@@ -677,12 +676,6 @@ async fn read_body(mut response: reqwest::Response, url: &str) -> Result<Bytes> 
     }
 }
 
-/// A std mutex guard, recovering from poisoning: the data (nonces, logs) stays usable.
-/// No guard is ever held across an `.await`.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Finds a rustls error in the source chain, including inside an `io::Error`.
 fn find_rustls_error<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
     let mut current: Option<&'a (dyn StdError + 'static)> = Some(e);
@@ -743,8 +736,8 @@ mod tests {
         assert!(!valid_nonce(&"a".repeat(MAX_NONCE_LEN + 1)));
     }
 
-    fn reply(status: u16, body: &str) -> Reply {
-        Reply {
+    fn reply(status: u16, body: &str) -> CaResponse {
+        CaResponse {
             url: "https://ca/x".into(),
             status: StatusCode::from_u16(status).unwrap(),
             headers: HeaderMap::new(),

@@ -62,7 +62,7 @@ impl Jwk {
 }
 
 /// The account key's algorithm (RFC 7518 §3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountKeyType {
     /// ECDSA P-256 with SHA-256
     Es256,

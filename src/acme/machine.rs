@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::account::{self, NewAccount};
-use super::client::{PEM_CHAIN, Reply, Transport};
+use super::client::{CaResponse, PEM_CHAIN, Transport};
 use super::jws::{AccountKey, b64};
 use super::policy::{Policy, RequestStats, RetryAfter, later};
 use super::progress::{AuthzState, Phase, Progress, Reporter, names};
@@ -799,7 +799,7 @@ async fn download(
 const MAX_ALTERNATES: usize = 8;
 
 /// The `Link: <url>;rel="alternate"` targets of a reply (RFC 8288, RFC 8555 §7.4.2).
-pub fn alternate_links(reply: &Reply) -> Vec<String> {
+pub fn alternate_links(reply: &CaResponse) -> Vec<String> {
     let mut links = Vec::new();
     for value in reply.headers.get_all("link") {
         let Ok(value) = value.to_str() else { continue };

@@ -80,7 +80,7 @@ pub struct Limit {
 }
 
 /// Which request budget to keep to (`--rate-limits`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateLimits {
     /// The published limits of the CA given by preset or its URL; none for any other CA
     Auto,
@@ -307,7 +307,7 @@ impl Policy {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // No guard is held across an await; a poisoned lock still holds usable counters.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Waits until a request to `endpoint` may go: past any pause the CA asked for, within the

@@ -55,18 +55,12 @@ impl Timeline {
             start_ms: ms(started.saturating_duration_since(self.origin)),
             ms: ms(started.elapsed()),
         };
-        self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(event);
+        crate::sync::lock(&self.events).push(event);
     }
 
     /// Every event so far, in order of completion.
     pub fn events(&self) -> Vec<Event> {
-        self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        crate::sync::lock(&self.events).clone()
     }
 
     /// Milliseconds during which at least one request or wait was outstanding: the time spent

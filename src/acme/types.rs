@@ -98,13 +98,13 @@ impl Identifier {
 
     /// An `ip` identifier (RFC 8738 §3) for an address that parses, else a `dns` identifier.
     pub fn for_name(name: &str) -> Self {
-        match name.parse::<std::net::IpAddr>() {
-            Ok(ip) => Identifier {
+        match crate::names::ip_address(name) {
+            Some(ip) => Identifier {
                 kind: "ip".into(),
                 // RFC 8738 §3: IPv6 in the RFC 5952 text form, which Display gives.
                 value: ip.to_string(),
             },
-            Err(_) => Identifier::dns(name),
+            None => Identifier::dns(name),
         }
     }
 }

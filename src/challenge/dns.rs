@@ -52,10 +52,7 @@ impl DnsHandler {
     pub fn new(names: &[String], record: Option<Ipv4Addr>, store: ChallengeStore) -> Result<Self> {
         let mut zones: Vec<LowerName> = Vec::new();
         // IP identifiers (RFC 8738) have no DNS zone.
-        for name in names
-            .iter()
-            .filter(|n| n.parse::<std::net::IpAddr>().is_err())
-        {
+        for name in names.iter().filter(|n| !crate::names::is_ip(n)) {
             let apex = name.strip_prefix("*.").unwrap_or(name);
             let parsed = Name::from_ascii(format!("{}.", apex.trim_end_matches('.')))
                 .map_err(|e| Error::Usage(format!("{name:?} is not a DNS name: {e}")))?;

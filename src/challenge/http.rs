@@ -8,7 +8,7 @@ use hyper::header::{HeaderValue, LOCATION};
 
 use super::ChallengeStore;
 use crate::acme::types::is_token;
-use crate::serve::{Handler, Head, Reply};
+use crate::serve::{Handler, Head, HttpReply};
 
 const PREFIX: &str = "/.well-known/acme-challenge/";
 
@@ -20,31 +20,31 @@ pub fn handler_with_redirect(store: ChallengeStore, https_port: Option<u16>) -> 
         let read = head.method == Method::GET || head.method == Method::HEAD;
         if let Some(token) = head.path.strip_prefix(PREFIX) {
             if !read {
-                return Reply::method_not_allowed();
+                return HttpReply::method_not_allowed();
             }
             let answer = Some(token)
                 .filter(|token| is_token(token))
                 .and_then(|token| store.http_key_authorization(token));
             return match answer {
-                Some(key_authorization) => Reply {
+                Some(key_authorization) => HttpReply {
                     content_type: "application/octet-stream",
-                    ..Reply::text(key_authorization)
+                    ..HttpReply::text(key_authorization)
                 },
-                None => Reply::not_found(),
+                None => HttpReply::not_found(),
             };
         }
         match https_port {
             Some(port) => redirect(head, port),
-            None if read => Reply::not_found(),
-            None => Reply::method_not_allowed(),
+            None if read => HttpReply::not_found(),
+            None => HttpReply::method_not_allowed(),
         }
     })
 }
 
 /// 301 to the same host, path and query on the HTTPS port.
-fn redirect(head: &Head<'_>, port: u16) -> Reply {
+fn redirect(head: &Head<'_>, port: u16) -> HttpReply {
     let Some(host) = head.host_name() else {
-        return Reply::error(
+        return HttpReply::error(
             StatusCode::BAD_REQUEST,
             "a redirect to HTTPS needs a valid Host header",
         );
@@ -59,12 +59,12 @@ fn redirect(head: &Head<'_>, port: u16) -> Reply {
         location.push_str(query);
     }
     match HeaderValue::from_str(&location) {
-        Ok(value) => Reply {
+        Ok(value) => HttpReply {
             status: StatusCode::MOVED_PERMANENTLY,
-            ..Reply::text(format!("moved to {location}\n"))
+            ..HttpReply::text(format!("moved to {location}\n"))
         }
         .with_header(LOCATION, value),
-        Err(_) => Reply::not_found(),
+        Err(_) => HttpReply::not_found(),
     }
 }
 

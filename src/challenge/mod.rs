@@ -165,11 +165,11 @@ impl ChallengeStore {
     // A panic while holding the lock cannot leave the maps half-updated (each update is a single
     // map operation), so a poisoned lock is safe to keep using.
     fn read(&self) -> RwLockReadGuard<'_, Tables> {
-        self.tables.read().unwrap_or_else(|p| p.into_inner())
+        crate::sync::read(&self.tables)
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Tables> {
-        self.tables.write().unwrap_or_else(|p| p.into_inner())
+        crate::sync::write(&self.tables)
     }
 }
 

@@ -33,12 +33,12 @@ impl std::fmt::Debug for ValidationCert {
 /// The SNI name the CA sends for `identifier`: the DNS name, or for an IP address its reverse
 /// name in in-addr.arpa / ip6.arpa (RFC 8738 §6).
 pub fn server_name(identifier: &Identifier) -> String {
-    match identifier.value.parse::<IpAddr>() {
-        Ok(IpAddr::V4(ip)) => {
+    match crate::names::ip_address(&identifier.value) {
+        Some(IpAddr::V4(ip)) => {
             let o = ip.octets();
             format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
         }
-        Ok(IpAddr::V6(ip)) => {
+        Some(IpAddr::V6(ip)) => {
             let mut labels: Vec<String> = Vec::with_capacity(34);
             for byte in ip.octets().iter().rev() {
                 labels.push(format!("{:x}", byte & 0x0f));
@@ -47,7 +47,7 @@ pub fn server_name(identifier: &Identifier) -> String {
             labels.push("ip6.arpa".into());
             labels.join(".")
         }
-        Err(_) => identifier.value.to_ascii_lowercase(),
+        None => identifier.value.to_ascii_lowercase(),
     }
 }
 

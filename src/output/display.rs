@@ -235,9 +235,9 @@ impl Display {
         }
         self.showing.store(false, Ordering::SeqCst);
         let (lock, wake) = &*self.stop;
-        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        *crate::sync::lock(lock) = true;
         wake.notify_all();
-        let ticker = self.ticker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let ticker = crate::sync::lock(&self.ticker).take();
         if let Some(ticker) = ticker {
             let _ = ticker.join();
         }
@@ -245,11 +245,11 @@ impl Display {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // The guard is never held across an `.await` (everything here is synchronous).
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     fn start_ticker(self: &Arc<Self>) {
-        let mut ticker = self.ticker.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ticker = crate::sync::lock(&self.ticker);
         if ticker.is_some() {
             return;
         }
@@ -263,7 +263,7 @@ impl Display {
             .name("progress".into())
             .spawn(move || {
                 let (lock, wake) = &*stop;
-                let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+                let mut stopped = crate::sync::lock(lock);
                 while !*stopped {
                     stopped = match wake.wait_timeout(stopped, every) {
                         Ok((guard, _)) => guard,
@@ -277,7 +277,7 @@ impl Display {
                     };
                     drop(stopped);
                     display.tick(Instant::now());
-                    stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+                    stopped = crate::sync::lock(lock);
                 }
             })
             .ok();
@@ -553,7 +553,7 @@ impl Observer for Display {
 impl Drop for Display {
     fn drop(&mut self) {
         let (lock, wake) = &*self.stop;
-        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        *crate::sync::lock(lock) = true;
         wake.notify_all();
     }
 }

@@ -11,7 +11,7 @@ use std::io::IsTerminal as _;
 pub use display::Display;
 
 /// `--color`: when stderr may carry colour (and, on a terminal, the live display).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ColorChoice {
     /// Colour and the live display on a terminal, unless NO_COLOR is set or TERM=dumb
     #[default]

@@ -22,7 +22,7 @@ use tracing::{error, info};
 
 use super::proxy::Proxy;
 use super::root::Root;
-use super::{Body, Conn, Handler, Head, Limits, Reply, accept_loop};
+use super::{Body, Conn, Handler, Head, HttpReply, Limits, accept_loop};
 use crate::acme::solver::ACME_TLS_ALPN;
 use crate::cert::{CertKey, Issued};
 use crate::error::{Error, Result};
@@ -59,11 +59,11 @@ impl TlsRouter {
     /// Starts serving the obtained certificate, or swaps it for a renewed one: new handshakes
     /// get `config`, open connections keep the one they were made with.
     pub fn set_site(&self, config: Arc<ServerConfig>) {
-        *self.site.write().unwrap_or_else(|p| p.into_inner()) = Some(config);
+        *crate::sync::write(&self.site) = Some(config);
     }
 
     fn site(&self) -> Option<Arc<ServerConfig>> {
-        self.site.read().unwrap_or_else(|p| p.into_inner()).clone()
+        crate::sync::read(&self.site).clone()
     }
 
     /// Handshakes `stream`. Returns a stream for HTTP, or None when the connection was a
@@ -114,12 +114,12 @@ impl Page {
 
     /// Replaces the text.
     pub fn set(&self, text: String) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(text.into());
+        *crate::sync::write(&self.0) = Some(text.into());
     }
 
     /// The current text.
     pub fn get(&self) -> Option<Arc<str>> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        crate::sync::read(&self.0).clone()
     }
 
     /// The handler: `GET /` and `HEAD /` answer the text once it is set, other paths 404, other
@@ -127,8 +127,8 @@ impl Page {
     pub fn handler(&self) -> Handler {
         let page = self.clone();
         Handler::get_only(move |_method, path| match page.get() {
-            Some(text) if path == "/" => Reply::text(text.as_bytes().to_vec()),
-            _ => Reply::not_found(),
+            Some(text) if path == "/" => HttpReply::text(text.as_bytes().to_vec()),
+            _ => HttpReply::not_found(),
         })
     }
 }
@@ -150,7 +150,7 @@ enum Front {
     Proxy(Box<Proxy>),
     Root(Root),
     /// A site that cannot work (an unusable upstream): every request gets this reply.
-    Broken(Reply),
+    Broken(HttpReply),
 }
 
 impl Front {
@@ -161,7 +161,7 @@ impl Front {
                 Ok(proxy) => Front::Proxy(Box::new(proxy)),
                 Err(message) => {
                     error!(%message, "cannot proxy to the upstream");
-                    Front::Broken(Reply::error(hyper::StatusCode::BAD_GATEWAY, &message))
+                    Front::Broken(HttpReply::error(hyper::StatusCode::BAD_GATEWAY, &message))
                 }
             },
             Site::Root(dir) => Front::Root(Root::new(dir).await),
@@ -199,7 +199,7 @@ pub async fn serve_https(
         let front = front.clone();
         async move {
             if req.method() == Method::CONNECT {
-                return Reply::method_not_allowed().into_response();
+                return HttpReply::method_not_allowed().into_response();
             }
             front.respond(req, conn).await
         }

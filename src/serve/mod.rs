@@ -1,6 +1,6 @@
 //! The HTTP servers (http-01, shutdown and status, HTTPS): one accept loop for all of them, with
 //! optional TLS, a cap on connections, header limits, timeouts and a graceful drain. Small servers
-//! supply a [`Handler`] from a request head to a complete [`Reply`]; the HTTPS site
+//! supply a [`Handler`] from a request head to a complete [`HttpReply`]; the HTTPS site
 //! ([`https::serve_https`]) streams pages, static files ([`root`]) or a backend ([`proxy`]).
 
 pub mod https;
@@ -133,7 +133,7 @@ pub fn host_of<B>(req: &Request<B>) -> Option<&str> {
 
 /// A complete reply from a handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
+pub struct HttpReply {
     pub status: StatusCode,
     pub content_type: &'static str,
     pub body: Bytes,
@@ -141,10 +141,10 @@ pub struct Reply {
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
-impl Reply {
+impl HttpReply {
     /// 200 with a text body.
     pub fn text(body: impl Into<Bytes>) -> Self {
-        Reply {
+        HttpReply {
             status: StatusCode::OK,
             content_type: "text/plain; charset=utf-8",
             body: body.into(),
@@ -154,9 +154,9 @@ impl Reply {
 
     /// 404.
     pub fn not_found() -> Self {
-        Reply {
+        HttpReply {
             status: StatusCode::NOT_FOUND,
-            ..Reply::text("not found\n")
+            ..HttpReply::text("not found\n")
         }
     }
 
@@ -168,17 +168,17 @@ impl Reply {
         } else {
             format!("{reason}: {detail}\n")
         };
-        Reply {
+        HttpReply {
             status,
-            ..Reply::text(text)
+            ..HttpReply::text(text)
         }
     }
 
     /// 405 naming GET and HEAD as the methods allowed.
     pub fn method_not_allowed() -> Self {
-        Reply {
+        HttpReply {
             status: StatusCode::METHOD_NOT_ALLOWED,
-            ..Reply::text("method not allowed\n")
+            ..HttpReply::text("method not allowed\n")
         }
         .with_header(ALLOW, HeaderValue::from_static("GET, HEAD"))
     }
@@ -205,7 +205,7 @@ impl Reply {
 /// A small server's logic: request head in, complete reply out. Every method reaches it; use
 /// [`Handler::get_only`] for a handler that only knows GET and HEAD.
 #[derive(Clone)]
-pub struct Handler(Arc<dyn Fn(&Head<'_>) -> Reply + Send + Sync>);
+pub struct Handler(Arc<dyn Fn(&Head<'_>) -> HttpReply + Send + Sync>);
 
 impl std::fmt::Debug for Handler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -215,23 +215,23 @@ impl std::fmt::Debug for Handler {
 
 impl Handler {
     /// A handler answering every method.
-    pub fn new(f: impl Fn(&Head<'_>) -> Reply + Send + Sync + 'static) -> Self {
+    pub fn new(f: impl Fn(&Head<'_>) -> HttpReply + Send + Sync + 'static) -> Self {
         Handler(Arc::new(f))
     }
 
     /// A handler from `(method, path)`, called for GET and HEAD only; other methods get 405.
-    pub fn get_only(f: impl Fn(&Method, &str) -> Reply + Send + Sync + 'static) -> Self {
+    pub fn get_only(f: impl Fn(&Method, &str) -> HttpReply + Send + Sync + 'static) -> Self {
         Handler::new(move |head| {
             if head.method == Method::GET || head.method == Method::HEAD {
                 f(head.method, head.path)
             } else {
-                Reply::method_not_allowed()
+                HttpReply::method_not_allowed()
             }
         })
     }
 
     /// The reply to `head`.
-    pub fn reply(&self, head: &Head<'_>) -> Reply {
+    pub fn reply(&self, head: &Head<'_>) -> HttpReply {
         (self.0)(head)
     }
 }
@@ -240,7 +240,7 @@ impl Handler {
 /// [`Handler::get_only`]).
 impl<F> From<Arc<F>> for Handler
 where
-    F: Fn(&Method, &str) -> Reply + Send + Sync + 'static,
+    F: Fn(&Method, &str) -> HttpReply + Send + Sync + 'static,
 {
     fn from(f: Arc<F>) -> Self {
         Handler::get_only(move |method, path| f(method, path))
@@ -472,7 +472,7 @@ mod tests {
 
     #[test]
     fn get_only_handlers_refuse_other_methods() {
-        let h = Handler::get_only(|_, _| Reply::text("x"));
+        let h = Handler::get_only(|_, _| HttpReply::text("x"));
         assert_eq!(h.reply(&head(&Method::GET, None)).status, StatusCode::OK);
         let post = h.reply(&head(&Method::POST, None));
         assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);

@@ -19,7 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tracing::{debug, warn};
 
-use super::{Body, Conn, Reply, empty, host_of};
+use super::{Body, Conn, HttpReply, empty, host_of};
 
 /// How long the backend gets to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -303,7 +303,7 @@ fn causes(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn error_reply(status: StatusCode, message: &str) -> Response<Body> {
-    Reply::error(status, message).into_response()
+    HttpReply::error(status, message).into_response()
 }
 
 #[cfg(test)]

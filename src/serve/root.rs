@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 use tokio_util::io::ReaderStream;
 use tracing::{debug, error};
 
-use super::{Body, Reply, empty};
+use super::{Body, HttpReply, empty};
 
 /// Bytes read from a file per chunk sent.
 const CHUNK: usize = 64 * 1024;
@@ -47,12 +47,12 @@ impl Root {
     pub async fn respond<B>(&self, req: &Request<B>) -> Response<Body> {
         let method = req.method();
         if method != Method::GET && method != Method::HEAD {
-            return Reply::method_not_allowed().into_response();
+            return HttpReply::method_not_allowed().into_response();
         }
         let path = req.uri().path();
         let Some(relative) = relative_path(path) else {
             debug!(path, "refused a path that leaves the root");
-            return Reply::not_found().into_response();
+            return HttpReply::not_found().into_response();
         };
         let file = match self.resolve(&relative).await {
             Ok(Found::File(file)) => file,
@@ -266,9 +266,9 @@ fn finish(builder: hyper::http::response::Builder, body: Body) -> Response<Body>
 
 fn redirect(location: &str) -> Response<Body> {
     match HeaderValue::from_str(location) {
-        Ok(value) => Reply {
+        Ok(value) => HttpReply {
             status: StatusCode::MOVED_PERMANENTLY,
-            ..Reply::text(format!("moved to {location}\n"))
+            ..HttpReply::text(format!("moved to {location}\n"))
         }
         .with_header(header::LOCATION, value)
         .into_response(),
@@ -284,7 +284,7 @@ fn io_status(error: std::io::Error) -> StatusCode {
 }
 
 fn status_reply(status: StatusCode) -> Response<Body> {
-    Reply::error(status, "").into_response()
+    HttpReply::error(status, "").into_response()
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use hyper::header::{CACHE_CONTROL, HeaderValue};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::{Handler, Reply};
+use super::{Handler, HttpReply};
 
 /// Produces the status document, `application/json`.
 pub type Status = Arc<dyn Fn() -> String + Send + Sync>;
@@ -28,14 +28,14 @@ fn endpoints(cancel: CancellationToken, status: Option<Status>) -> Handler {
                 info!("shutdown requested over HTTP");
                 cancel.cancel();
             }
-            Reply::text("shutting down\n")
+            HttpReply::text("shutting down\n")
         }
-        ("/status", Some(status)) => Reply {
+        ("/status", Some(status)) => HttpReply {
             content_type: "application/json",
-            ..Reply::text(status())
+            ..HttpReply::text(status())
         }
         .with_header(CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        _ => Reply::not_found(),
+        _ => HttpReply::not_found(),
     })
 }
 

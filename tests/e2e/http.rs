@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use acme_client::serve::{Limits, Reply, serve};
+use acme_client::serve::{HttpReply, Limits, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -18,9 +18,9 @@ async fn start(limits: Limits) -> (u16, CancellationToken) {
     let cancel = CancellationToken::new();
     let handler = Arc::new(|_: &hyper::Method, path: &str| {
         if path == "/" {
-            Reply::text("hello\n")
+            HttpReply::text("hello\n")
         } else {
-            Reply::not_found()
+            HttpReply::not_found()
         }
     });
     tokio::spawn(serve(
