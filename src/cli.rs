@@ -456,14 +456,16 @@ pub struct AccountArgs {
 impl Cli {
     /// The level filter for `-v`/`-q` when `RUST_LOG` is not set.
     pub fn log_targets(&self) -> tracing_subscriber::filter::Targets {
-        use tracing::Level;
+        use tracing::level_filters::LevelFilter;
         use tracing_subscriber::filter::Targets;
+        // Other crates' lines (a TLS verifier's, a DNS library's) only with -v: at the default
+        // level our own error already says what failed, in words a user reads.
         let (ours, others) = match (self.verbose, self.quiet) {
-            (0, 0) => (Level::INFO, Level::WARN),
-            (1, _) => (Level::DEBUG, Level::INFO),
-            (v, _) if v >= 2 => (Level::TRACE, Level::TRACE),
-            (_, 1) => (Level::WARN, Level::WARN),
-            _ => (Level::ERROR, Level::ERROR),
+            (0, 0) => (LevelFilter::INFO, LevelFilter::OFF),
+            (1, _) => (LevelFilter::DEBUG, LevelFilter::INFO),
+            (v, _) if v >= 2 => (LevelFilter::TRACE, LevelFilter::TRACE),
+            (_, 1) => (LevelFilter::WARN, LevelFilter::OFF),
+            _ => (LevelFilter::ERROR, LevelFilter::OFF),
         };
         Targets::new()
             .with_target("acme_client", ours)
@@ -473,11 +475,11 @@ impl Cli {
     /// The same as an EnvFilter directive, for a malformed `RUST_LOG`.
     pub fn log_filter(&self) -> &'static str {
         match (self.verbose, self.quiet) {
-            (0, 0) => "acme_client=info,warn",
+            (0, 0) => "acme_client=info,off",
             (1, _) => "acme_client=debug,info",
             (v, _) if v >= 2 => "trace",
-            (_, 1) => "warn",
-            _ => "error",
+            (_, 1) => "acme_client=warn,off",
+            _ => "acme_client=error,off",
         }
     }
 }

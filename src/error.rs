@@ -211,6 +211,7 @@ impl Error {
             e @ (Error::Timeout { .. }
             | Error::Step { .. }
             | Error::Interrupted
+            | Error::Setup(_)
             | Error::NotDirectory { .. }) => e,
             e => Error::Step {
                 step,

@@ -454,9 +454,12 @@ impl<'a> Summary<'a> {
             _ => ("obtained ", false),
         };
         out.push_str(&format!(
-            "  {verb} in {:.3} s, {} requests to the CA{limited}\n",
+            "  {verb} in {:.3} s, {} to the CA{limited}\n",
             self.timings.elapsed.as_secs_f64(),
-            self.requests()
+            match self.requests() {
+                1 => "1 request".to_owned(),
+                n => format!("{n} requests"),
+            }
         ));
         if !kept {
             out.push_str(&format!("  validated {}\n", self.validation.describe()));

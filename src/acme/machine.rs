@@ -213,18 +213,38 @@ type KeyJob = Option<JoinHandle<Result<CertKey>>>;
 #[derive(Debug)]
 pub enum Step {
     /// Read the directory (RFC 8555 §7.1.1) and check the profile asked for.
-    Directory { key: AccountKey },
+    Directory {
+        key: AccountKey,
+    },
     /// Decide whether the certificate held is due (RFC 9773, or the lifetime rule).
-    Review { acme: Transport },
+    Review {
+        acme: Transport,
+    },
     /// Hold a first nonce (RFC 8555 §7.2).
-    Nonce { acme: Transport, renewal: Renewal },
+    Nonce {
+        acme: Transport,
+        renewal: Renewal,
+    },
     /// Find or create the account, agreeing to the terms of service (RFC 8555 §7.3).
-    Account { acme: Transport, renewal: Renewal },
+    Account {
+        acme: Transport,
+        renewal: Renewal,
+    },
     /// Submit the order for every name (RFC 8555 §7.4), saying what it replaces.
-    Order { session: Session },
+    /// Let the solver check what it needs outside this process (it may depend on the account
+    /// URL), before anything is ordered.
+    Prepare {
+        session: Session,
+    },
+    Order {
+        session: Session,
+    },
     /// Publish every answer, then answer every pending authorization at once and wait until the
     /// order is ready (RFC 8555 §7.5). Skipped when the order is ready already.
-    Authorizations { order: OrderRef, key: KeyJob },
+    Authorizations {
+        order: OrderRef,
+        key: KeyJob,
+    },
     /// Send the CSR, wait for `valid` (RFC 8555 §7.4).
     Finalize {
         order: OrderRef,
@@ -239,9 +259,15 @@ pub enum Step {
         key: Option<CertKey>,
     },
     /// Revoke the certificate just obtained (RFC 8555 §7.6).
-    Revoke { order: OrderRef, done: Box<Outcome> },
+    Revoke {
+        order: OrderRef,
+        done: Box<Outcome>,
+    },
     /// Find out when the new certificate will be due.
-    Schedule { order: OrderRef, done: Box<Outcome> },
+    Schedule {
+        order: OrderRef,
+        done: Box<Outcome>,
+    },
     /// Finished.
     Done(Box<Outcome>),
 }
@@ -254,6 +280,7 @@ impl Step {
             Step::Review { .. } => Phase::Review,
             Step::Nonce { .. } => Phase::Nonce,
             Step::Account { .. } => Phase::Account,
+            Step::Prepare { .. } => Phase::Prepare,
             Step::Order { .. } => Phase::Order,
             Step::Authorizations { .. } => Phase::Authorizations,
             Step::Finalize { .. } => Phase::Finalize,
@@ -276,6 +303,9 @@ impl Step {
             Step::Review { .. } | Step::Schedule { .. } => "the CA's renewal information".into(),
             Step::Nonce { .. } => "a nonce from the CA".into(),
             Step::Account { .. } => "the CA to find or create the account".into(),
+            Step::Prepare { .. } => {
+                "the challenges' setup (such as --dns-zone records) to be checked".into()
+            }
             Step::Order { .. } => "the CA to create the order".into(),
             Step::Authorizations { order, .. } => {
                 format!("the CA to validate {}", names(order.authorizations.len()))
@@ -298,7 +328,13 @@ impl Step {
                 acme.restore_nonce(nonce);
                 Ok(Step::Account { acme, renewal })
             }
-            Step::Account { acme, renewal } => open_account(plan, rt, acme, renewal).await,
+            Step::Account { acme, renewal } => open_account(plan, acme, renewal).await,
+            Step::Prepare { session } => {
+                rt.solver
+                    .prepare(plan.kind, &plan.names, &session.account_url)
+                    .await?;
+                Ok(Step::Order { session })
+            }
             Step::Order { session } => place_order(plan, session).await,
             Step::Authorizations { order, key } => {
                 let reused = authorize_all(plan, rt, &order).await?;
@@ -508,14 +544,8 @@ fn terms(acme: &Transport) -> Option<String> {
         .and_then(|m| m.terms_of_service.clone())
 }
 
-/// Finds or creates the account, then lets the solver check what it needs outside this process
-/// (it may depend on the account URL), before anything is ordered.
-async fn open_account(
-    plan: &Plan,
-    rt: &Runtime,
-    acme: Transport,
-    renewal: Renewal,
-) -> Result<Step> {
+/// Finds or creates the account.
+async fn open_account(plan: &Plan, acme: Transport, renewal: Renewal) -> Result<Step> {
     let new = NewAccount {
         contacts: plan.contacts.clone(),
         eab: plan.eab.clone(),
@@ -523,10 +553,7 @@ async fn open_account(
     let (account_url, account_created) =
         account::find_or_create(&acme, plan.account_known, &new).await?;
     acme.set_kid(account_url.clone());
-    rt.solver
-        .prepare(plan.kind, &plan.names, &account_url)
-        .await?;
-    Ok(Step::Order {
+    Ok(Step::Prepare {
         session: Session {
             acme,
             account_url,

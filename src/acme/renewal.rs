@@ -80,7 +80,7 @@ pub fn by_lifetime(not_before: OffsetDateTime, not_after: OffsetDateTime) -> Due
     Due {
         at: not_before + share,
         reason: format!(
-            "{words} of the {} lifetime (the CA offers no renewal information)",
+            "{words} of the {} lifetime; the CA offers no renewal information",
             lifetime_words(lifetime)
         ),
         source: "lifetime",
@@ -89,7 +89,9 @@ pub fn by_lifetime(not_before: OffsetDateTime, not_after: OffsetDateTime) -> Due
 
 fn lifetime_words(d: time::Duration) -> String {
     let secs = d.whole_seconds().max(0);
-    if secs >= 86_400 {
+    if secs >= 86_400 && secs % 86_400 == 0 {
+        format!("{}-day", secs / 86_400)
+    } else if secs >= 86_400 {
         format!("{:.1}-day", secs as f64 / 86_400.0)
     } else {
         format!("{secs}-second")
@@ -226,7 +228,7 @@ mod tests {
         assert_eq!(due.at, start + time::Duration::days(60));
         assert_eq!(due.source, "lifetime");
         assert!(
-            due.reason.contains("two thirds of the 90.0-day"),
+            due.reason.contains("two thirds of the 90-day"),
             "{}",
             due.reason
         );

@@ -244,14 +244,12 @@ impl Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = if self.kind.is_empty() {
-            "(no type)"
-        } else {
-            &self.kind
-        };
-        write!(f, "{kind}")?;
-        if let Some(detail) = &self.detail {
-            write!(f, ": {detail}")?;
+        // A problem of our own making (Problem::local) has no type: its detail says it all.
+        match (self.kind.is_empty(), &self.detail) {
+            (true, Some(detail)) => write!(f, "{detail}")?,
+            (true, None) => write!(f, "(no type)")?,
+            (false, Some(detail)) => write!(f, "{}: {detail}", self.kind)?,
+            (false, None) => write!(f, "{}", self.kind)?,
         }
         for sub in &self.subproblems {
             write!(f, "; ")?;

@@ -199,7 +199,10 @@ pub(super) const COMPLETIONS: &[Example] = &[
     },
     Example {
         what: "Fish",
-        command: &["acme-client completions fish > ~/.config/fish/completions/acme-client.fish"],
+        command: &[
+            "mkdir -p ~/.config/fish/completions &&",
+            "acme-client completions fish > ~/.config/fish/completions/acme-client.fish",
+        ],
     },
 ];
 

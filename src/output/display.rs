@@ -394,7 +394,12 @@ impl Display {
         let setup = |p: Phase| {
             matches!(
                 p,
-                Phase::Directory | Phase::Review | Phase::Nonce | Phase::Account | Phase::Order
+                Phase::Directory
+                    | Phase::Review
+                    | Phase::Nonce
+                    | Phase::Account
+                    | Phase::Prepare
+                    | Phase::Order
             )
         };
         // The lines of the phase that ended.

@@ -22,6 +22,13 @@ async fn issue_with(challenge: &str) -> Option<(Pebble, Client)> {
         Duration::from_secs(70),
     )
     .await;
+    // The summary of the new challenges is what the schema documents.
+    let summary = crate::summary::assert_valid("summary.schema.json", &client.stdout());
+    let kind = challenge
+        .replace("dnsaccount01", "dns-account-01")
+        .replace("dnspersist01", "dns-persist-01")
+        .replace("dns01", "dns-01");
+    assert_eq!(summary["challenge"], kind.as_str());
     let mut got = san_names(&leaf_of(&client));
     got.sort();
     let mut want: Vec<String> = NAMES.iter().map(|n| n.to_string()).collect();

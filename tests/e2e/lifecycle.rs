@@ -77,6 +77,43 @@ async fn untrusted_ca_is_refused_at_once_without_retries() {
     assert_ports_free(&client, &pebble);
 }
 
+/// With the system's roots (no --ca-bundle), Pebble's certificate is refused by the platform
+/// verifier, whose own log line (with its module path and source file) stays out of the default
+/// output: only our error and its hint say what failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_system_verifier_refusing_the_ca_prints_only_our_error() {
+    let pebble = Pebble::start(&[]).await;
+    let args: Vec<String> = [
+        "http01",
+        "--dir",
+        &pebble.dir_url(),
+        "--record",
+        RECORD,
+        "--domain",
+        "roots.example.test",
+        "--bind",
+        "127.0.0.1",
+        "--dns-port",
+        &pebble.dns_port.to_string(),
+        "--http-port",
+        &pebble.http_port.to_string(),
+        "--no-serve",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // An empty RUST_LOG: the default level, as a user gets it.
+    let mut client = Client::spawn_logging(&args, "");
+    let stderr = client.expect_exit(3, Duration::from_secs(10)).await;
+    assert!(error_line(&stderr).contains("is not trusted"), "{stderr}");
+    for noise in ["log.target", "rustls_platform_verifier", ".cargo/registry"] {
+        assert!(
+            !stderr.contains(noise),
+            "{noise} in the default output:\n{stderr}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_ca_is_retried_briefly_then_reported() {
     let closed = free_port();

@@ -60,6 +60,12 @@ async fn delegated(kind: Kind, challenge: &str) {
     ];
     let mut first = Client::start(&pebble, challenge, &names, &flags);
     let stderr = first.expect_exit(8, Duration::from_secs(60)).await;
+    // The error is the setup's own, not a step of the exchange with the CA.
+    assert!(
+        crate::harness::error_line(&stderr)
+            .starts_with("acme-client: error: --dns-zone acme.deleg.test: create these records"),
+        "{stderr}"
+    );
     let records = records_asked(&stderr);
     // One record per name: a name and its wildcard share one.
     assert_eq!(records.len(), 2, "{stderr}");
