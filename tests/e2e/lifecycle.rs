@@ -4,6 +4,31 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
+/// http-01 against `pebble` for `name`, without the --ca-bundle that would trust it, plus `extra`.
+fn http01_without_trust(pebble: &Pebble, name: &str, extra: &[&str]) -> Vec<String> {
+    let (dns_port, http_port) = (pebble.dns_port.to_string(), pebble.http_port.to_string());
+    let mut args = vec![
+        "http01",
+        "--dir",
+        &pebble.dir_url(),
+        "--record",
+        RECORD,
+        "--domain",
+        name,
+        "--bind",
+        "127.0.0.1",
+        "--dns-port",
+        &dns_port,
+        "--http-port",
+        &http_port,
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect::<Vec<String>>();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_everything_and_exits_0() {
     acme_client::install_crypto_provider();
@@ -31,26 +56,8 @@ async fn untrusted_ca_is_refused_at_once_without_retries() {
     let other_ca = dir.path().join("other-ca.pem");
     std::fs::write(&other_ca, params.self_signed(&key).unwrap().pem()).unwrap();
 
-    let args: Vec<String> = [
-        "http01",
-        "--dir",
-        &pebble.dir_url(),
-        "--ca-bundle",
-        other_ca.to_str().unwrap(),
-        "--record",
-        RECORD,
-        "--domain",
-        "trust.example.test",
-        "--bind",
-        "127.0.0.1",
-        "--dns-port",
-        &pebble.dns_port.to_string(),
-        "--http-port",
-        &pebble.http_port.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let trust = ["--ca-bundle", other_ca.to_str().unwrap()];
+    let args = http01_without_trust(&pebble, "trust.example.test", &trust);
     let started = Instant::now();
     let mut client = Client::spawn(&args);
     let status = client.wait_exit(Duration::from_secs(10)).await;
@@ -83,25 +90,7 @@ async fn untrusted_ca_is_refused_at_once_without_retries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_system_verifier_refusing_the_ca_prints_only_our_error() {
     let pebble = Pebble::start(&[]).await;
-    let args: Vec<String> = [
-        "http01",
-        "--dir",
-        &pebble.dir_url(),
-        "--record",
-        RECORD,
-        "--domain",
-        "roots.example.test",
-        "--bind",
-        "127.0.0.1",
-        "--dns-port",
-        &pebble.dns_port.to_string(),
-        "--http-port",
-        &pebble.http_port.to_string(),
-        "--no-serve",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = http01_without_trust(&pebble, "roots.example.test", &["--no-serve"]);
     // An empty RUST_LOG: the default level, as a user gets it.
     let mut client = Client::spawn_logging(&args, "");
     let stderr = client.expect_exit(3, Duration::from_secs(10)).await;
