@@ -95,7 +95,7 @@ async fn ninety_percent_of_nonces_rejected() {
 /// Pebble goes down at the `nth` request to `path`; the error names `step`; once Pebble is back
 /// a rerun succeeds.
 async fn ca_down(path: &'static str, nth: usize, step: &str) {
-    let mut pebble = Pebble::start(&[]).await;
+    let mut pebble = Pebble::start(EXACT_COUNTS).await;
     let proxy = Proxy::start(&pebble, vec![Rule::new(path, nth, Fault::Down)]).await;
     let stderr = fails(
         &pebble,
@@ -349,7 +349,7 @@ async fn server_error_without_a_problem_document() {
 /// Runs the client through a proxy answering every `nth` newOrder with `status` and
 /// `Retry-After: 1`. Returns the exit code, stderr and the time taken.
 async fn rate_limited(nth: usize, status: u16, extra: &[&str]) -> (Option<i32>, String, Duration) {
-    let pebble = Pebble::start(&[]).await;
+    let pebble = Pebble::start(EXACT_COUNTS).await;
     let fault = Fault::RetryLater { status, secs: 1 };
     let proxy = Proxy::start(&pebble, vec![Rule::new("/order-plz", nth, fault)]).await;
     let started = Instant::now();

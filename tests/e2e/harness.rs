@@ -120,6 +120,10 @@ pub fn current_pebble_bin() -> Option<PathBuf> {
     None
 }
 
+/// For tests that count requests (a proxy rule taking the nth, a request tally): Pebble must not
+/// reject nonces at random (5% by default), since each badNonce retry is one more request.
+pub const EXACT_COUNTS: &[(&str, &str)] = &[("PEBBLE_WFE_NONCEREJECT", "0")];
+
 /// A running Pebble with its own config and ports; killed and waited for on drop.
 pub struct Pebble {
     child: Child,

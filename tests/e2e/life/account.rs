@@ -5,9 +5,7 @@ use std::os::unix::fs::PermissionsExt as _;
 
 use super::*;
 
-/// These tests count requests (one keyChange, one deactivation), so Pebble must not reject
-/// nonces at random (5% by default): a badNonce retry sends the same request twice.
-const EXACT_COUNTS: &[(&str, &str)] = &[("PEBBLE_WFE_NONCEREJECT", "0")];
+// These tests count requests (one keyChange, one deactivation): Pebble with EXACT_COUNTS.
 
 /// Runs `account --out out --json` plus `args` to exit `code`; returns the finished client.
 async fn account(proxy: &Proxy, out: &Path, args: &[&str], code: i32) -> Client {

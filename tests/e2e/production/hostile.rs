@@ -13,7 +13,7 @@ use crate::proxy::{Fault, Proxy, RetryValue, Rule};
 
 /// These tests count requests, so Pebble must not reject nonces at random (5% by default): a
 /// badNonce retry would be one request more.
-const NO_NONCE_REJECTION: &[(&str, &str)] = &[("PEBBLE_WFE_NONCEREJECT", "0")];
+const NO_NONCE_REJECTION: &[(&str, &str)] = EXACT_COUNTS;
 
 /// The first newOrder gets a 503 with `value`; the run must succeed, and nothing may reach the CA
 /// before the moment named.
