@@ -126,6 +126,7 @@ pub async fn run(config: Config, display: Arc<Display>) -> Result<()> {
     let result = async {
         let store_for_renewals = store.clone();
         let renewal_key = account_key.try_clone()?;
+        display.expect_names(&config.names);
         let rt = runtime(&config.ca(), Arc::new(store), started, display.reporter())?;
         let issued = issue(&config, &rt, account_key, account_known, current, &cancel).await;
         // The display ends before anything else is printed: the summary, the timings, the error.

@@ -443,6 +443,11 @@ pub struct AccountArgs {
     #[arg(long, value_name = "NAME")]
     pub persist: Vec<String>,
 
+    /// With --persist: the CA's issuer domain name to put in the record (its CAA identity, e.g.
+    /// letsencrypt.org) [default: the first of the directory's caaIdentities]
+    #[arg(long, value_name = "DOMAIN", requires = "persist")]
+    pub persist_issuer: Option<String>,
+
     /// With --persist: the record stops counting after this moment (RFC 3339, e.g.
     /// 2027-06-30T00:00:00Z, or seconds since 1970)
     #[arg(long, value_name = "TIME", requires = "persist")]

@@ -211,11 +211,15 @@ fn persist_records(
         return Ok(Vec::new());
     }
     let meta = acme.directory().meta.as_ref();
-    let issuer = meta.and_then(|m| m.caa_identities.first()).ok_or_else(|| {
+    let from_ca = meta.and_then(|m| m.caa_identities.first());
+    let issuer = config.persist_issuer.as_ref().or(from_ca).ok_or_else(|| {
         Error::Local(format!(
-            "{} lists no caaIdentities, so its dns-persist-01 issuer domain is unknown; ask the CA which name to put first in the record",
+            "{} lists no caaIdentities, so its dns-persist-01 issuer domain is unknown",
             config.ca.dir
         ))
+        .with_hint(
+            "give it with --persist-issuer DOMAIN (the CA's CAA identity, e.g. letsencrypt.org)",
+        )
     })?;
     Ok(config
         .persist

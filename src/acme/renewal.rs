@@ -89,10 +89,12 @@ pub fn by_lifetime(not_before: OffsetDateTime, not_after: OffsetDateTime) -> Due
 
 fn lifetime_words(d: time::Duration) -> String {
     let secs = d.whole_seconds().max(0);
-    if secs >= 86_400 && secs % 86_400 == 0 {
-        format!("{}-day", secs / 86_400)
+    let days = secs as f64 / 86_400.0;
+    // CAs end a validity a second short of whole days (Pebble's 1826 days are 157,766,399 s).
+    if secs >= 86_400 && (days - days.round()).abs() < 0.001 {
+        format!("{}-day", days.round() as i64)
     } else if secs >= 86_400 {
-        format!("{:.1}-day", secs as f64 / 86_400.0)
+        format!("{days:.1}-day")
     } else {
         format!("{secs}-second")
     }

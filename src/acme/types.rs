@@ -228,6 +228,16 @@ impl Problem {
             "userActionRequired" => "the CA wants you to act first (see its terms of service)",
             "accountDoesNotExist" => "no account exists for this --account-key",
             "unsupportedIdentifier" => "the CA does not support one of the identifier types",
+            // Validation failures (RFC 8555 §6.7): what the CA could not reach or find.
+            "connection" => {
+                "the CA could not connect: check that the name resolves to this machine (--record for our own DNS) and that the CA's port (80 for http-01, 443 for tls-alpn-01) reaches --http-port / --https-port"
+            }
+            "dns" => {
+                "the CA's DNS lookup failed: the name's zone must be delegated to acme-client's DNS server (or use --dns-zone with CNAMEs), and the CA's resolver must reach --dns-port"
+            }
+            "unauthorized" => {
+                "the CA found no valid answer: make sure it reaches acme-client and not another server for this name (DNS delegation, port forwarding, a proxy in front)"
+            }
             _ => return None,
         })
     }
@@ -357,6 +367,23 @@ pub fn order_next(order: &Order) -> OrderNext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validation_failures_carry_a_hint_naming_what_to_check() {
+        // RFC 8555 §6.7: connection, dns and unauthorized are what validation reports.
+        for (kind, words) in [
+            ("connection", "resolves to this machine"),
+            ("dns", "delegated"),
+            ("unauthorized", "reaches acme-client"),
+        ] {
+            let problem = Problem {
+                kind: format!("urn:ietf:params:acme:error:{kind}"),
+                ..Problem::default()
+            };
+            assert!(problem.hint().is_some_and(|h| h.contains(words)), "{kind}");
+        }
+        assert_eq!(Problem::local("x").hint(), None);
+    }
 
     // RFC 8555 §7.1.1, the example directory.
     const DIRECTORY: &str = r#"{

@@ -119,6 +119,9 @@ pub struct AccountConfig {
     pub persist: Vec<String>,
     /// `persistUntil`, in seconds since the epoch.
     pub persist_until: Option<i64>,
+    /// The issuer domain name for the records (`--persist-issuer`); else the CA's first
+    /// `caaIdentities`.
+    pub persist_issuer: Option<String>,
 }
 
 /// A validated command.
@@ -206,6 +209,17 @@ impl Cli {
                     persist: normalize_all(&args.persist, ChallengeKind::DnsPersist01).map_err(
                         |e| Error::Usage(e.to_string().replace("--domain", "--persist")),
                     )?,
+                    persist_issuer: args
+                        .persist_issuer
+                        .as_deref()
+                        .map(|raw| {
+                            normalize_name(raw).map_err(|why| {
+                                Error::Usage(format!(
+                                    "--persist-issuer {raw:?} is not a domain name: {why}"
+                                ))
+                            })
+                        })
+                        .transpose()?,
                     persist_until: args
                         .persist_until
                         .as_deref()

@@ -112,6 +112,9 @@ struct State {
     /// The live "waiting for ..." line.
     waiting: Option<ProgressBar>,
     frame: usize,
+    /// The widest name the run asked for, so that the lines printed before the authorizations
+    /// are known (the order) line up with theirs.
+    names_width: usize,
 }
 
 impl State {
@@ -119,7 +122,7 @@ impl State {
         self.authz
             .iter()
             .map(|l| l.label.chars().count())
-            .chain([11])
+            .chain([11, self.names_width])
             .max()
             .unwrap_or(11)
             .min(40)
@@ -183,6 +186,13 @@ impl Display {
         }
     }
 
+    /// The names the run asks for (wildcards with their `*.`): every line is as wide as the
+    /// widest, from the first.
+    pub fn expect_names(&self, names: &[String]) {
+        let widest = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+        self.lock().names_width = widest;
+    }
+
     /// Whether the live display is on screen now (what it shows need not be logged too).
     pub fn showing(&self) -> bool {
         self.showing.load(Ordering::SeqCst)
@@ -209,7 +219,7 @@ impl Display {
                     if line.mark == Mark::Running {
                         line.end(mark, if ok { "done" } else { "failed" });
                     }
-                    self.close(&line);
+                    self.close(&line, state.width());
                 }
                 for i in 0..state.authz.len() {
                     let line = &mut state.authz[i];
@@ -368,13 +378,13 @@ impl Display {
     }
 
     /// Closes the setup line: shown finished live, nothing in plain lines.
-    fn close(&self, line: &Line) {
+    fn close(&self, line: &Line, width: usize) {
         if let Some(bar) = &line.bar {
             if line.mark == Mark::Ok && line.state == "done" {
                 // No order was placed (the certificate was kept): the summary says so.
                 bar.finish_and_clear();
             } else {
-                bar.finish_with_message(self.render(line, 11, 0, Instant::now()));
+                bar.finish_with_message(self.render(line, width, 0, Instant::now()));
             }
         }
     }
@@ -411,7 +421,7 @@ impl Display {
                     if ordered {
                         self.plain(format!("order created ({})", seconds(line.elapsed(now))));
                     }
-                    self.close(&line);
+                    self.close(&line, state.width());
                 }
             }
             Some(Phase::Authorizations) => {

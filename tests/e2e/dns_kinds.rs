@@ -126,3 +126,45 @@ async fn a_ca_without_the_new_challenges_is_refused_clearly() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_without_caa_identities_needs_the_issuer_named() {
+    // Debian's Pebble 2.4 lists no caaIdentities in its directory.
+    let pebble = Pebble::start(&[]).await;
+    let out = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args: Vec<String> = ["account", "--dir", &pebble.dir_url(), "--ca-bundle"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.push(pebble_ca().display().to_string());
+        args.extend([
+            "--out".into(),
+            out.path().display().to_string(),
+            "--create".into(),
+        ]);
+        args.extend(["--persist".into(), "*.issuer.example.test".into()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Client::spawn_exactly(&args)
+    };
+    let mut refused = run(&[]);
+    let stderr = refused.expect_exit(1, Duration::from_secs(30)).await;
+    assert!(
+        error_line(&stderr).contains("lists no caaIdentities"),
+        "{stderr}"
+    );
+    assert!(
+        hint_line(&stderr).is_some_and(|h| h.contains("--persist-issuer")),
+        "{stderr}"
+    );
+    let mut named = run(&["--persist-issuer", "ca.example", "--json"]);
+    named.expect_exit(0, Duration::from_secs(30)).await;
+    let record = &named.json()["persist_records"][0];
+    assert_eq!(record["name"], "_validation-persist.issuer.example.test");
+    let value = record["value"].as_str().unwrap();
+    assert!(
+        value.starts_with("ca.example; accounturi=https://"),
+        "{value}"
+    );
+    assert!(value.ends_with("; policy=wildcard"), "{value}");
+}
