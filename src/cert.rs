@@ -427,9 +427,12 @@ pub fn a_block(tag: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+    use x509_parser::prelude::X509CertificationRequest;
+
     #[test]
     fn pem_labels_get_the_right_article() {
-        use super::a_block;
         for (tag, want) in [
             ("EC PRIVATE KEY", "an EC PRIVATE KEY block"),
             ("RSA PRIVATE KEY", "an RSA PRIVATE KEY block"),
@@ -443,10 +446,6 @@ mod tests {
             assert_eq!(a_block(tag), want);
         }
     }
-
-    use super::*;
-    use std::os::unix::fs::PermissionsExt as _;
-    use x509_parser::prelude::X509CertificationRequest;
 
     #[test]
     fn csr_names_every_identifier_and_verifies() {

@@ -108,33 +108,34 @@ pub async fn account(config: AccountConfig) -> Result<()> {
         ));
     }
     let key_path = config.account_key.clone();
-    let (key, known) = if config.create {
+    let key = if config.create {
         let key_config = AccountKeyConfig {
             path: key_path,
             kind: AccountKeyType::Es256,
         };
-        blocking(move || load_account_key(&key_config)).await?
+        blocking(move || load_account_key(&key_config)).await?.0
     } else {
-        (
-            blocking(move || read_key(&key_path, "the account key")).await?,
-            true,
-        )
+        blocking(move || read_key(&key_path, "the account key")).await?
     };
     let rt = command_runtime(&config.ca, started)?;
     let acme = connect(&rt, &config.ca.dir, key).await?;
-    if config.create {
-        let new = account::NewAccount {
-            contacts: config.contacts.clone(),
-            eab: None,
-        };
-        let (_, created) = account::find_or_create(&acme, known, &new)
-            .await
-            .map_err(|e| e.during("registering the account"))?;
-        info!(created, "account registered");
-    }
-    let (url, mut state) = find(&acme).await?;
+    let (url, mut state) = match account::find(&acme).await {
+        // --create: a key the CA does not know gets its account now.
+        Err(Error::Acme { problem }) if config.create && problem.is_type("accountDoesNotExist") => {
+            let new = account::NewAccount {
+                contacts: config.contacts.clone(),
+                eab: None,
+            };
+            let (url, state, _) = account::register(&acme, &new)
+                .await
+                .map_err(|e| e.during("registering the account"))?;
+            (url, state)
+        }
+        found => found.map_err(|e| e.during("finding the account"))?,
+    };
     acme.set_kid(url.clone());
-    if !config.contacts.is_empty() {
+    // A registration above already carried the contacts.
+    if !config.contacts.is_empty() && state.contact != config.contacts {
         state = account::update(&acme, &url, &json!({"contact": config.contacts}))
             .await
             .map_err(|e| e.during("updating the contacts"))?;

@@ -76,6 +76,14 @@ pub async fn find_or_create(
             Err(e) => return Err(e),
         }
     }
+    let (account_url, _, created) = register(acme, new).await?;
+    Ok((account_url, created))
+}
+
+/// Creates the account of the transport's key with the terms agreed, the contacts and the
+/// External Account Binding (RFC 8555 §7.3). Returns its URL, its object and whether it was
+/// created now (an existing account for the key is returned as it is).
+pub async fn register(acme: &Transport, new: &NewAccount) -> Result<(String, Account, bool)> {
     let url = acme.directory().new_account.clone();
     let mut payload = json!({"termsOfServiceAgreed": true});
     if !new.contacts.is_empty() {
@@ -93,9 +101,10 @@ pub async fn find_or_create(
         .await
         .map_err(|e| contact_hint(e, !new.contacts.is_empty()))?;
     let account_url = reply.location()?;
+    let account = reply.json()?;
     let created = reply.status == reqwest::StatusCode::CREATED;
     info!(account = %account_url, created, "account ready");
-    Ok((account_url, created))
+    Ok((account_url, account, created))
 }
 
 /// A newAccount refusal that is about the contact gets the fix as its hint: `invalidContact`

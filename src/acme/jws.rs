@@ -326,7 +326,7 @@ mod tests {
         // RFC 7518 §3.4: ES256 signatures are R || S, 64 bytes.
         assert_eq!(sig.len(), 64);
         let Jwk::Ec { x, y, .. } = key.jwk() else {
-            panic!()
+            panic!("an ES256 key has an EC JWK")
         };
         let mut point = vec![4u8];
         point.extend(URL_SAFE_NO_PAD.decode(x).unwrap());

@@ -25,8 +25,12 @@ pub fn publication(task: &Task<'_>) -> Result<Publication> {
             token: task.token.to_owned(),
             key_authorization: task.key_authorization.to_owned(),
         },
-        ChallengeKind::Dns01 | ChallengeKind::DnsAccount01 => Publication::Dns {
-            name: records::record_name(task.kind, identifier, task.account_url).unwrap_or_default(),
+        ChallengeKind::Dns01 => Publication::Dns {
+            name: records::dns01_name(identifier),
+            value: dns01_value(task.key_authorization),
+        },
+        ChallengeKind::DnsAccount01 => Publication::Dns {
+            name: records::dns_account01_name(identifier, task.account_url),
             value: dns01_value(task.key_authorization),
         },
         ChallengeKind::DnsPersist01 => {
