@@ -344,7 +344,8 @@ async fn preferred_chain_is_chosen_among_alternates() {
         &["--json", "--preferred-chain", &alt_cn],
     );
     client.wait_serving(&pebble).await;
-    let summary: serde_json::Value = serde_json::from_str(client.stdout().trim()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(client.stdout_when_written().await.trim()).unwrap();
     assert_eq!(summary["chain_to"], alt_cn.as_str());
     // What is served verifies against that alternate root.
     let alt_root = CertificateDer::from_pem_slice(alt_root_pem.as_bytes()).unwrap();

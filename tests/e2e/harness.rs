@@ -598,6 +598,19 @@ impl Client {
         self.stdout.lock().unwrap().clone()
     }
 
+    /// stdout once something is on it, waiting at most 10 s: the pipes are read by threads of
+    /// their own, so a line on stderr can be seen before the stdout written just ahead of it.
+    pub async fn stdout_when_written(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let stdout = self.stdout();
+            if !stdout.is_empty() || Instant::now() >= deadline {
+                return stdout;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }

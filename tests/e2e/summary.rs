@@ -112,7 +112,7 @@ async fn json_of_every_command_matches_its_schema() {
     let served_name = "served.schema.example.test";
     let mut client = Client::start(&pebble, "http01", &[served_name], &["--json"]);
     client.wait_serving(&pebble).await;
-    let serving = assert_valid("summary.schema.json", &client.stdout());
+    let serving = assert_valid("summary.schema.json", &client.stdout_when_written().await);
     let port = client.https_port;
     assert_eq!(
         serving["https"],
@@ -194,7 +194,7 @@ async fn serve(
 ) -> (String, Option<String>, Client) {
     let mut client = Client::start(pebble, challenge, names, &[]);
     client.wait_serving(pebble).await;
-    let (serving, hint) = serving_lines(&client.stdout());
+    let (serving, hint) = serving_lines(&client.stdout_when_written().await);
     (serving, hint, client)
 }
 
